@@ -1,0 +1,88 @@
+# OpenSky Data Engineering Labs — every command a student, an instructor or CI needs.
+# `make` alone lists them. Each target does its own set-up: a fresh clone needs nothing else.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+# Graded suites and the platform's own tests.
+LAB_TESTS := labs
+PLATFORM_TESTS := tests
+REPORTS := reports
+SUBMISSIONS ?=
+
+.PHONY: help setup venv install up down status restart reset doctor lab-1 lab-2 lab-3 lab-4 lab-5 lab-6 \
+        test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
+        bench lint clean
+
+help: ## list the commands
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------ set-up
+$(STAMP): pyproject.toml
+	@echo "[setup] Python virtualenv in $(VENV) and the pinned packages (first run: a few minutes)…"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --progress-bar on -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+setup: venv ## install everything: Python packages, jars, the MinIO binary, PostgreSQL
+	@$(PY) -m harness.stack install
+
+# ------------------------------------------------------------------ the stack
+up: setup ## start the lab stack (idempotent: reuses what already runs)
+	@$(PY) -m harness.stack up
+
+down: ## stop every service of the stack that we started
+	@if [ -x $(PY) ]; then $(PY) -m harness.stack down; fi
+
+status: venv ## one table: service, endpoint, up/down, pid, memory
+	@$(PY) -m harness.stack status
+
+restart: setup ## stop and start the stack
+	@$(PY) -m harness.stack restart
+
+# ------------------------------------------------------------------ students
+lab-%: up ## run lab N's graded tests against labs/ (e.g. make lab-1)
+	@$(PY) -m harness.grading.student $*
+
+# ------------------------------------------------------------------ instructors
+grade: up ## grade labs/ (or every copy under SUBMISSIONS=dir/) into a table, results.json and a CSV
+	@$(PY) -m harness.grading.grade $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) --out $(REPORTS)
+
+skeletons: venv ## regenerate labs/*/ student files from solutions/
+	@$(PY) -m harness.skeleton generate
+
+check-skeletons: venv ## fail when committed labs/ differ from what solutions/ generates
+	@$(PY) -m harness.skeleton check
+
+check-tests: up ## fail when any graded test passes on the pristine skeletons
+	@$(PY) -m harness.grading.bite
+
+test-platform: up ## the platform's own tests (stack, data, harness, compose file)
+	@$(PYTEST) $(PLATFORM_TESTS) -q
+
+test-solutions: up ## every graded suite against solutions/
+	@$(PYTEST) $(LAB_TESTS) --target solutions -q --junitxml=$(REPORTS)/solutions-junit.xml --grade-json $(REPORTS)/solutions-results.json
+
+test: up check-skeletons test-platform test-solutions check-tests notebooks ## everything, against the solutions (what CI runs)
+	@echo "make test: all checks passed."
+
+# ------------------------------------------------------------------ self-study
+notebooks: up ## run the notebooks under nbval (stored outputs compared)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PYTEST) --nbval notebooks --sanitize-with notebooks/sanitize.cfg -p no:randomly -q; else echo "no notebooks yet"; fi
+
+jupyter: up ## start JupyterLab on the stack
+	@$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $${JUPYTER_PORT:-8888} --notebook-dir notebooks
+
+lint: venv ## ruff check and format check
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean: down ## stop the stack and remove reports and caches (keeps downloads)
+	@rm -rf $(REPORTS) .pytest_cache

@@ -1,0 +1,98 @@
+"""The one definition of an OpenSky state vector, used by every lab, test and notebook.
+
+OpenSky's `/api/states/all` answers `{"time": <unix s>, "states": [[...], ...]}`; each inner list
+holds the fields below in this order (SI units: metres, m/s). A flat *row* is one state vector plus
+`fetch_time`, the snapshot's `time`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (name, kind, nullable) in the order of OpenSky's state array. Kinds: str, int, float, bool, int[].
+STATE_FIELDS: list[tuple[str, str, bool]] = [
+    ("icao24", "str", False),
+    ("callsign", "str", True),
+    ("origin_country", "str", False),
+    ("time_position", "int", True),
+    ("last_contact", "int", False),
+    ("longitude", "float", True),
+    ("latitude", "float", True),
+    ("baro_altitude", "float", True),
+    ("on_ground", "bool", False),
+    ("velocity", "float", True),
+    ("true_track", "float", True),
+    ("vertical_rate", "float", True),
+    ("sensors", "int[]", True),
+    ("geo_altitude", "float", True),
+    ("squawk", "str", True),
+    ("spi", "bool", False),
+    ("position_source", "int", False),
+    ("category", "int", True),  # only present when the API is asked for extended=1
+]
+STATE_FIELD_NAMES = [name for name, _, _ in STATE_FIELDS]
+# A flat row: the snapshot time first, then the state vector's fields.
+ROW_FIELDS: list[tuple[str, str, bool]] = [("fetch_time", "int", False), *STATE_FIELDS]
+ROW_FIELD_NAMES = [name for name, _, _ in ROW_FIELDS]
+
+
+def state_to_row(fetch_time: int, state: list[Any]) -> dict[str, Any]:
+    """One state array (17 or 18 entries) to a flat row dict; a missing `category` becomes None."""
+    if not isinstance(state, list) or len(state) not in (17, 18):
+        raise ValueError(f"a state vector has 17 or 18 entries, got {state!r:.120}")
+    row = {"fetch_time": fetch_time}
+    row.update(zip(STATE_FIELD_NAMES, list(state) + [None] * (18 - len(state))))
+    return row
+
+
+def spark_type(kind: str):
+    from pyspark.sql import types as T
+
+    return {
+        "str": T.StringType(),
+        "int": T.LongType(),
+        "float": T.DoubleType(),
+        "bool": T.BooleanType(),
+        "int[]": T.ArrayType(T.LongType()),
+    }[kind]
+
+
+def spark_row_schema():
+    """Spark schema of a flat row (`fetch_time` + the state vector)."""
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(n, spark_type(k), True) for n, k, _ in ROW_FIELDS])
+
+
+def spark_snapshot_schema():
+    """Spark schema of one raw snapshot document: `time` and `states` (arrays of mixed values).
+
+    JSON arrays of mixed types are read as arrays of strings; `raw_states_to_rows` casts them.
+    """
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("time", T.LongType(), True),
+            T.StructField("states", T.ArrayType(T.ArrayType(T.StringType())), True),
+        ]
+    )
+
+
+def arrow_type(kind: str):
+    import pyarrow as pa
+
+    return {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "int[]": pa.list_(pa.int64()),
+    }[kind]
+
+
+def arrow_row_schema():
+    """pyarrow schema of a flat row."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(n, arrow_type(k), True) for n, k, _ in ROW_FIELDS])

@@ -1,0 +1,240 @@
+"""Building blocks of the native stack: one `Service` per server, local processes on 127.0.0.1.
+
+Layout under `STACK_DIR` (git-ignored):
+    bin/        built or downloaded binaries (minio, ...)
+    jars/<svc>/ jars fetched from Maven Central by infra/native/<svc>/pom.xml
+    data/<svc>/ the service's data
+    logs/<svc>.log
+    run/<svc>.pid
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.config import STACK_DIR
+from harness.services import port_open
+
+BIN_DIR = STACK_DIR / "bin"
+JARS_DIR = STACK_DIR / "jars"
+DATA_ROOT = STACK_DIR / "data"
+LOG_DIR = STACK_DIR / "logs"
+RUN_DIR = STACK_DIR / "run"
+
+
+class StackError(RuntimeError):
+    """A native service could not be installed or started; the message says why and what to do."""
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+class Service:
+    """One native server. Subclasses set `name`, `title`, `host`, `port` and implement the hooks."""
+
+    name: str = ""
+    title: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    start_timeout: float = 90.0
+
+    # ---- paths
+    @property
+    def data_dir(self) -> Path:
+        return DATA_ROOT / self.name
+
+    @property
+    def log_file(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN_DIR / f"{self.name}.pid"
+
+    # ---- hooks
+    def installed(self) -> bool:
+        """True when everything `start()` needs is on disk."""
+        raise NotImplementedError
+
+    def install(self) -> None:
+        """Fetch or build what the service needs (idempotent, verifies what it downloads)."""
+        raise NotImplementedError
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The argv and extra environment that run the server in the foreground."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-time initialisation of the data directory (format storage, initdb, ...)."""
+
+    def after_start(self) -> None:
+        """Work once the port answers (create buckets, databases, ...)."""
+
+    def healthy(self) -> bool:
+        return port_open(self.host, self.port)
+
+    # ---- process management
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self) -> bool:
+        """Start unless already running; returns True when a process was started."""
+        if self.running() and self.healthy():
+            return False
+        if not self.running() and self.healthy():
+            raise StackError(
+                f"{self.title}: port {self.host}:{self.port} is taken by a process that is not "
+                f"ours. Stop it, or set the port variable in infra/.env / the environment."
+            )
+        if not self.installed():
+            self.install()
+        for d in (self.data_dir, LOG_DIR, RUN_DIR):
+            d.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        argv, env = self.command()
+        spawn(self.name, argv, env, self.log_file, self.pid_file)
+        self.wait_healthy()
+        self.after_start()
+        return True
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if not self.running():
+                raise StackError(
+                    f"{self.title} exited during start. Last lines of {self.log_file}:\n"
+                    + tail(self.log_file)
+                )
+            time.sleep(0.5)
+        raise StackError(
+            f"{self.title} did not answer on {self.host}:{self.port} within "
+            f"{self.start_timeout:.0f} s. Last lines of {self.log_file}:\n" + tail(self.log_file)
+        )
+
+    def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], log_file: Path, pid_file: Path) -> int:
+    """Run `argv` detached in its own session, output appended to `log_file`, pid recorded."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env}
+    with open(log_file, "ab") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {argv}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def terminate(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the process group of `pid`, SIGKILL it if it is still there after `timeout`."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    return "java"
+
+
+def python() -> str:
+    return sys.executable
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and its descendants (Linux /proc)."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().split(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
