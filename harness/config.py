@@ -97,6 +97,8 @@ class Endpoints:
     clickhouse_user: str
     clickhouse_password: str
     clickhouse_db: str
+    # MinIO as ClickHouse sees it in `s3()` table functions (inside docker: the service name).
+    clickhouse_s3_endpoint: str
     spark_master_url: str
     spark_test_master: str
 
@@ -135,6 +137,12 @@ def endpoints() -> Endpoints:
         clickhouse_user=s("CLICKHOUSE_USER"),
         clickhouse_password=s("CLICKHOUSE_PASSWORD"),
         clickhouse_db=s("CLICKHOUSE_DB"),
+        clickhouse_s3_endpoint=s(
+            "CLICKHOUSE_S3_ENDPOINT",
+            "http://minio:9000"
+            if stack() == "docker"
+            else f"http://{s('MINIO_HOST')}:{s('MINIO_PORT')}",
+        ),
         spark_master_url=s(
             "SPARK_MASTER_URL", f"spark://{s('SPARK_MASTER_HOST')}:{s('SPARK_MASTER_PORT')}"
         ),
