@@ -1,0 +1,155 @@
+"""Platform tests for `harness.replay`: a slice of the recording through the real Kafka broker.
+
+Each test replays into its own topic (uuid name, deleted afterwards) and consumes it back with a
+fresh consumer group. Pacing is checked on the messages' own timestamps, never on wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError
+
+from harness.config import ROOT, endpoints
+from harness.data import load_snapshots, snapshot_rows
+from harness.replay import messages_for, replay
+from harness.services import ServiceUnavailable, kafka_admin, kafka_config
+
+WAIT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def snapshots() -> list[dict]:
+    return load_snapshots()
+
+
+@pytest.fixture
+def topic() -> Iterator[str]:
+    """A unique topic name; the topic is deleted after the test."""
+    admin = kafka_admin()
+    try:
+        admin.list_topics(timeout=10)
+    except Exception as exc:  # the port is open but no broker answers
+        raise ServiceUnavailable("Kafka broker", endpoints().kafka_bootstrap, str(exc)) from exc
+    name = f"test_replay_{uuid.uuid4().hex[:12]}"
+    yield name
+    for future in admin.delete_topics([name], operation_timeout=10).values():
+        try:
+            future.result(timeout=15)
+        except Exception:  # never created: nothing to clean
+            pass
+
+
+def consume(topic: str, expected: int) -> list:
+    """Read `topic` from the start until `expected` messages arrived (bounded wait)."""
+    group = f"test_replay_{uuid.uuid4().hex[:12]}"
+    settings = {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    consumer = Consumer(kafka_config(**settings))
+    consumer.subscribe([topic])
+    received = []
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while len(received) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise AssertionError(f"consumer error on {topic}: {msg.error()}")
+            received.append(msg)
+        # anything beyond `expected` would be a duplicate: give it a short chance to show up
+        extra_deadline = time.monotonic() + 1.0
+        while time.monotonic() < extra_deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                received.append(msg)
+    finally:
+        consumer.close()
+    return received
+
+
+def test_snapshot_mode_round_trip(topic, snapshots):
+    """At speed 0, 20 snapshots go out as 20 messages that come back equal and in order."""
+    report = replay(topic=topic, speed=0, limit=20, partitions=1, snapshots=snapshots)
+    assert report.ok, report.summary()
+    assert (report.snapshots, report.messages, report.delivered) == (20, 20, 20)
+    assert (report.first_time, report.last_time) == (snapshots[0]["time"], snapshots[19]["time"])
+    received = consume(topic, 20)
+    assert len(received) == 20, f"expected 20 messages back, got {len(received)}"
+    assert [json.loads(m.value()) for m in received] == snapshots[:20]
+    assert all(m.key() is None for m in received)
+    assert report.bytes == sum(len(m.value()) for m in received)
+
+
+def test_state_mode_round_trip(topic, snapshots):
+    """State mode sends one row per state vector, keyed by icao24, each aircraft in order."""
+    expected_rows = [row for snap in snapshots[:6] for row in snapshot_rows(snap)]
+    report = replay(topic=topic, speed=0, limit=6, mode="state", partitions=3, snapshots=snapshots)
+    assert report.ok, report.summary()
+    assert report.messages == report.delivered == len(expected_rows)
+    received = consume(topic, len(expected_rows))
+    assert len(received) == len(expected_rows)
+    rows = [json.loads(m.value()) for m in received]
+    key = lambda r: (r["fetch_time"], r["icao24"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected_rows, key=key)
+    assert all(m.key().decode() == json.loads(m.value())["icao24"] for m in received)
+    per_aircraft = defaultdict(list)
+    for m in received:  # one key lives in one partition, read in offset order
+        per_aircraft[(m.key(), m.partition())].append(json.loads(m.value())["fetch_time"])
+    assert len({k for k, _ in per_aircraft}) == len(per_aircraft), "a key spread over partitions"
+    assert all(times == sorted(times) for times in per_aircraft.values())
+
+
+def test_state_mode_without_key(snapshots):
+    """`key="none"` produces unkeyed state messages (no broker needed to build them)."""
+    messages = list(messages_for(snapshots[0], mode="state", key="none"))
+    assert len(messages) == len(snapshots[0]["states"])
+    assert all(k is None for k, _ in messages)
+
+
+def test_speed_paces_the_messages(topic, snapshots):
+    """At speed 200, snapshots 10 s apart are produced at least 50 ms apart, in order."""
+    speed, count = 200, 4
+    report = replay(topic=topic, speed=speed, limit=count, partitions=1, snapshots=snapshots)
+    assert report.ok, report.summary()
+    received = consume(topic, count)
+    assert [json.loads(m.value())["time"] for m in received] == [
+        s["time"] for s in snapshots[:count]
+    ]
+    stamps = [m.timestamp()[1] for m in received]  # producer CreateTime, ms
+    for i in range(1, count):
+        gap_ms = (snapshots[i]["time"] - snapshots[i - 1]["time"]) / speed * 1000
+        apart = stamps[i] - stamps[i - 1]
+        assert apart >= gap_ms - 2, f"messages {apart} ms apart, pacing asks for {gap_ms:.0f} ms"
+    assert report.seconds >= (snapshots[count - 1]["time"] - snapshots[0]["time"]) / speed
+
+
+def test_bad_arguments_are_refused(snapshots):
+    """Unknown modes and negative speeds fail before anything is sent."""
+    with pytest.raises(ValueError, match="mode"):
+        replay(mode="rows", snapshots=snapshots[:1])
+    with pytest.raises(ValueError, match="speed"):
+        replay(speed=-1, snapshots=snapshots[:1])
+
+
+def test_command_line(topic):
+    """`python -m harness.replay` replays, prints a summary and exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.replay", "--speed", "0", "--limit", "3", "--topic", topic],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "replayed 3 snapshots as 3 messages" in result.stdout
+    assert "delivered 3, failed 0" in result.stdout
+    assert len(consume(topic, 3)) == 3
