@@ -48,6 +48,12 @@ status: venv ## one table: service, endpoint, up/down, pid, memory
 restart: setup ## stop and start the stack
 	@$(PY) -m harness.stack restart
 
+doctor: ## check this machine for the labs: Java, disk, memory, Docker, ports, set-up (each with its fix)
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m harness.doctor
+
+reset: venv ## stop the stack, wipe its data and start clean (asks first; YES=1 skips the question)
+	@$(PY) -m harness.reset --start $(if $(filter 1 y yes true,$(YES)),--yes)
+
 # ------------------------------------------------------------------ students
 lab-%: up ## run lab N's graded tests against labs/ (e.g. make lab-1)
 	@$(PY) -m harness.grading.student $*
