@@ -14,6 +14,8 @@ LAB_TESTS := labs
 PLATFORM_TESTS := tests
 REPORTS := reports
 SUBMISSIONS ?=
+# PySpark's spark-submit finds Spark through the `python3` on PATH: make it the venv's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup venv install up down status restart reset doctor lab-1 lab-2 lab-3 lab-4 lab-5 lab-6 \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
@@ -45,8 +47,8 @@ down: ## stop every service of the stack that we started
 status: venv ## one table: service, endpoint, up/down, pid, memory
 	@$(PY) -m harness.stack status
 
-restart: setup ## stop and start the stack
-	@$(PY) -m harness.stack restart
+restart: setup ## stop and start the stack (or SERVICES="kafka connect")
+	@$(PY) -m harness.stack restart $(SERVICES)
 
 doctor: ## check this machine for the labs: Java, disk, memory, Docker, ports, set-up (each with its fix)
 	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m harness.doctor
