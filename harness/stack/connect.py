@@ -54,7 +54,7 @@ class KafkaConnect(Service):
         self.host = setting("CONNECT_HOST", "127.0.0.1")
         self.port = int(setting("CONNECT_PORT", "8083"))
         self.kafka_version = setting("KAFKA_VERSION", "4.1.1")
-        self.debezium_version = setting("DEBEZIUM_VERSION", "3.6.1.Final")
+        self.debezium_version = setting("DEBEZIUM_VERSION", "3.6.0.Final")
 
     # ---- paths
     @property
