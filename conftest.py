@@ -1,3 +1,3 @@
-"""Root conftest: the grading harness is a pytest plugin."""
+"""Root conftest: the grading harness is a pytest plugin; pytester drives the harness's own tests."""
 
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.pytest_plugin", "pytester"]

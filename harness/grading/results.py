@@ -1,0 +1,319 @@
+"""Graded test results: the score table and Gradescope's `results.json` (one format, read and written)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LAB_DIR = re.compile(r"^lab(\d+)(?:_\w+)?$")
+PART_NAME = re.compile(r"^test_part([A-Za-z0-9]+)(?=_|$)")
+
+# Status of one graded test. `not run` and `running` only appear in files written during a run.
+PASSED, FAILED, ERROR, SKIPPED, TIMEOUT, CRASHED = (
+    "passed",
+    "failed",
+    "error",
+    "skipped",
+    "timeout",
+    "crashed",
+)
+NOT_RUN, RUNNING = "not run", "running"
+
+# Gradescope's results format (https://gradescope-autograders.readthedocs.io, "Output format").
+GRADESCOPE_TOP_FIELDS = {
+    "score": (int, float),
+    "execution_time": (int, float),
+    "output": str,
+    "output_format": str,
+    "test_output_format": str,
+    "test_name_format": str,
+    "visibility": str,
+    "stdout_visibility": str,
+    "extra_data": dict,
+    "tests": list,
+    "leaderboard": list,
+}
+GRADESCOPE_TEST_FIELDS = {
+    "score": (int, float),
+    "max_score": (int, float),
+    "status": str,
+    "name": str,
+    "name_format": str,
+    "number": str,
+    "output": str,
+    "output_format": str,
+    "tags": list,
+    "visibility": str,
+    "extra_data": dict,
+}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+MESSAGE_LINES = 40
+MESSAGE_CHARS = 4000
+
+
+@dataclass
+class GradedTest:
+    """One `@pytest.mark.points` test and what happened to it."""
+
+    nodeid: str
+    lab: str
+    part: str
+    points: float
+    doc: str = ""
+    status: str = NOT_RUN
+    message: str = ""
+    location: str = ""
+    duration: float = 0.0
+    import_error: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.nodeid.rsplit("::", 1)[-1]
+
+    @property
+    def earned(self) -> float:
+        return self.points if self.status == PASSED else 0.0
+
+    @property
+    def lab_number(self) -> str:
+        match = LAB_DIR.match(self.lab)
+        return match.group(1) if match else "?"
+
+    @property
+    def title(self) -> str:
+        """`Lab 01 part B: test_partB_x — docstring`."""
+        head = f"Lab {self.lab_number}" if self.lab_number != "?" else self.lab
+        if self.part != "-":
+            head += f" part {self.part}"
+        text = f"{head}: {self.name}"
+        return f"{text} — {self.doc}" if self.doc else text
+
+
+@dataclass
+class RunInfo:
+    """Facts about the run that produced a set of results."""
+
+    complete: bool = False
+    target: str = "labs"
+    labs_dir: str = ""
+    exit_status: int | None = None
+    execution_time: float = 0.0
+    note: str = ""
+    collection_errors: list[dict[str, str]] = field(default_factory=list)
+
+
+def lab_of(path: Path | str) -> str:
+    """The `labNN_*` folder a test file lives in (the nearest one), else `other`."""
+    for part in reversed(Path(path).parts[:-1]):
+        if LAB_DIR.match(part):
+            return part
+    return "other"
+
+
+def part_of(test_name: str) -> str:
+    """`test_partB_rejects_rows[1]` -> `B`; `-` when the name carries no part."""
+    match = PART_NAME.match(test_name.split("[", 1)[0])
+    return match.group(1) if match else "-"
+
+
+def fmt_points(value: float) -> str:
+    return f"{value:g}"
+
+
+def trim(text: str, max_lines: int = MESSAGE_LINES, max_chars: int = MESSAGE_CHARS) -> str:
+    """Shorten a failure message to something a person reads, saying how much was cut."""
+    text = text.strip("\n")
+    lines = text.splitlines()
+    cut = len(lines) > max_lines
+    if cut:
+        lines = lines[:max_lines]
+    text = "\n".join(lines)
+    if len(text) > max_chars:
+        text, cut = text[:max_chars], True
+    if cut:
+        text += "\n… (message shortened; run this one test with pytest -k <name> to see all of it)"
+    return text
+
+
+# ---------------------------------------------------------------- the score table
+
+
+def _group(tests: Iterable[GradedTest]) -> dict[str, dict[str, list[GradedTest]]]:
+    labs: dict[str, dict[str, list[GradedTest]]] = {}
+    for test in tests:
+        labs.setdefault(test.lab, {}).setdefault(test.part, []).append(test)
+    return {lab: dict(sorted(parts.items())) for lab, parts in sorted(labs.items())}
+
+
+def lab_totals(tests: Iterable[GradedTest]) -> dict[str, tuple[float, float]]:
+    """lab -> (earned, possible)."""
+    totals: dict[str, tuple[float, float]] = {}
+    for lab, parts in _group(tests).items():
+        items = [t for group in parts.values() for t in group]
+        totals[lab] = (sum(t.earned for t in items), sum(t.points for t in items))
+    return totals
+
+
+def _row(label: str, items: list[GradedTest], width: int) -> str:
+    passed = sum(t.status == PASSED for t in items)
+    earned = fmt_points(sum(t.earned for t in items))
+    possible = fmt_points(sum(t.points for t in items))
+    return f"{label:<{width}} {f'{passed}/{len(items)}':>9} {f'{earned} / {possible}':>15}"
+
+
+def _lab_notes(items: list[GradedTest]) -> list[str]:
+    notes: list[str] = []
+    broken = next((t for t in items if t.import_error), None)
+    if broken is not None:
+        notes.append(broken.message.splitlines()[0])
+    crashed = [t for t in items if t.status == CRASHED]
+    if crashed:
+        notes.append(
+            f"the test process crashed in {crashed[0].name}; the lab's later tests did not run"
+        )
+    timeouts = sum(t.status == TIMEOUT for t in items)
+    if timeouts:
+        notes.append(f"{timeouts} test(s) stopped by the time limit")
+    not_run = sum(t.status in (NOT_RUN, RUNNING) for t in items)
+    if not_run:
+        notes.append(f"{not_run} test(s) did not run (the run stopped early)")
+    return notes
+
+
+def render_table(tests: list[GradedTest], info: RunInfo | None = None) -> str:
+    """Per lab and per part: tests passed and points earned / possible, and a total."""
+    width = 30
+    rule = "-" * (width + 25)
+    lines = [f"{'lab / part':<{width}} {'tests':>9} {'points':>15}", rule]
+    for lab, parts in _group(tests).items():
+        items = [t for group in parts.values() for t in group]
+        number = items[0].lab_number
+        label = f"Lab {number}  {lab}" if number != "?" else lab
+        lines.append(_row(label, items, width))
+        for part, group in parts.items():
+            lines.append(_row(f"    part {part}", group, width))
+        lines.extend(f"    ! {note}" for note in _lab_notes(items))
+    lines.append(rule)
+    lines.append(_row("Total", tests, width))
+    if info is not None:
+        lines.extend(
+            f"! collection error: {e['where']}: {e['message']}" for e in info.collection_errors
+        )
+        if info.note:
+            lines.append(f"! {info.note}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- Gradescope results.json
+
+
+def to_gradescope(
+    tests: list[GradedTest], info: RunInfo, output: str | None = None
+) -> dict[str, Any]:
+    """The Gradescope `results.json` document for these results."""
+    numbers: dict[str, int] = {}
+    entries = []
+    for test in tests:
+        numbers[test.lab] = numbers.get(test.lab, 0) + 1
+        message = test.message if test.status != PASSED else ""
+        if test.status in (NOT_RUN, RUNNING) and not message:
+            message = (
+                "This test did not run: the test run stopped before it (see the top-level output)."
+            )
+        entries.append(
+            {
+                "name": test.title,
+                "number": f"{test.lab_number}.{numbers[test.lab]}",
+                "score": test.earned,
+                "max_score": test.points,
+                "status": "passed" if test.status == PASSED else "failed",
+                "output": message,
+                "visibility": "visible",
+                "tags": [test.lab, f"part {test.part}"],
+                "extra_data": {
+                    key: value
+                    for key, value in asdict(test).items()
+                    if key not in ("message", "points")
+                },
+            }
+        )
+    return {
+        "score": sum(t.earned for t in tests),
+        "execution_time": round(info.execution_time),
+        "output": output if output is not None else render_table(tests, info),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": entries,
+        "extra_data": asdict(info),
+    }
+
+
+def from_gradescope(data: dict[str, Any]) -> tuple[list[GradedTest], RunInfo]:
+    """Read back a document written by `to_gradescope`."""
+    tests = []
+    for entry in data.get("tests", []):
+        extra = dict(entry.get("extra_data", {}))
+        tests.append(
+            GradedTest(points=entry["max_score"], message=entry.get("output", ""), **extra)
+        )
+    info = RunInfo(**data.get("extra_data", {}))
+    return tests, info
+
+
+def gradescope_problems(data: Any) -> list[str]:
+    """Ways `data` breaks Gradescope's results format (empty when it is valid)."""
+    if not isinstance(data, dict):
+        return ["the document is not a JSON object"]
+    problems = [
+        f"unknown top-level field {key!r}" for key in data if key not in GRADESCOPE_TOP_FIELDS
+    ]
+    problems += [
+        f"top-level {key!r} has type {type(value).__name__}"
+        for key, value in data.items()
+        if key in GRADESCOPE_TOP_FIELDS and not isinstance(value, GRADESCOPE_TOP_FIELDS[key])
+    ]
+    if "score" not in data and "tests" not in data:
+        problems.append("needs a top-level score or tests")
+    for index, test in enumerate(data.get("tests", [])):
+        if not isinstance(test, dict):
+            problems.append(f"tests[{index}] is not an object")
+            continue
+        problems += [
+            f"tests[{index}]: unknown field {key!r}"
+            for key in test
+            if key not in GRADESCOPE_TEST_FIELDS
+        ]
+        problems += [
+            f"tests[{index}].{key} has type {type(value).__name__}"
+            for key, value in test.items()
+            if key in GRADESCOPE_TEST_FIELDS and not isinstance(value, GRADESCOPE_TEST_FIELDS[key])
+        ]
+        if test.get("visibility", "visible") not in VISIBILITIES:
+            problems.append(f"tests[{index}].visibility is {test['visibility']!r}")
+        if test.get("status", "passed") not in ("passed", "failed"):
+            problems.append(f"tests[{index}].status is {test['status']!r}")
+    return problems
+
+
+def write_json(path: Path | str, document: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename), so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_results(path: Path | str) -> tuple[list[GradedTest], RunInfo] | None:
+    """Results from a results.json, or None when the file is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return from_gradescope(data)
