@@ -1,3 +1,6 @@
-"""Root conftest: the grading harness is a pytest plugin; pytester drives the harness's own tests."""
+"""Root conftest: the grading harness is a pytest plugin; pytester drives the harness's own tests.
 
-pytest_plugins = ["harness.pytest_plugin", "pytester"]
+`harness.docker_stack` points pytest-docker at infra/docker-compose.yml (used when STACK=docker).
+"""
+
+pytest_plugins = ["harness.pytest_plugin", "harness.docker_stack", "pytester"]

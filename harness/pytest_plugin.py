@@ -411,3 +411,12 @@ def spark():
     session = get_spark("opensky-labs-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _docker_stack(request: pytest.FixtureRequest) -> None:
+    """With STACK=docker, pytest-docker brings the compose stack up (healthy) before any test."""
+    from harness.config import stack
+
+    if stack() == "docker":
+        request.getfixturevalue("docker_services")

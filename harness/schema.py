@@ -41,7 +41,7 @@ def state_to_row(fetch_time: int, state: list[Any]) -> dict[str, Any]:
     if not isinstance(state, list) or len(state) not in (17, 18):
         raise ValueError(f"a state vector has 17 or 18 entries, got {state!r:.120}")
     row = {"fetch_time": fetch_time}
-    row.update(zip(STATE_FIELD_NAMES, list(state) + [None] * (18 - len(state))))
+    row.update(zip(STATE_FIELD_NAMES, list(state) + [None] * (18 - len(state)), strict=True))
     return row
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness import ports
-from harness.config import STACK_DIR
+from harness.config import STACK_DIR, stack
 from harness.stack.base import (
     LOG_DIR,
     RUN_DIR,
@@ -468,6 +468,28 @@ def status(names: list[str] | None = None, header: bool = True) -> int:
 COMMANDS = {"install": install, "up": up, "down": down, "status": status, "restart": restart}
 
 
+def other_stack(command: str) -> int:
+    """STACK=docker drives docker compose; STACK=external has nothing for us to start."""
+    if stack() == "external":
+        print("STACK=external: the services run elsewhere (endpoints from the environment).")
+        return 0 if command in ("install", "up", "down", "restart") else status_external()
+    if command == "install":
+        print("STACK=docker: docker compose pulls and builds the images on `make up`.")
+        return 0
+    from harness import docker_stack
+
+    return docker_stack.main([{"restart": "up"}.get(command, command)])
+
+
+def status_external() -> int:
+    from harness.services import port_open, service_addresses
+
+    down = [name for name, (h, p) in service_addresses().items() if not port_open(h, p)]
+    for name, (host, port) in service_addresses().items():
+        print(f"{name:<26} {host}:{port:<6} {'down' if name in down else 'up'}")
+    return 1 if down else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.stack",
@@ -480,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         help="postgres, minio, clickhouse, kafka, connect, spark-master, spark-worker (default: all)",
     )
     args = parser.parse_args(argv)
+    if stack() != "native":
+        return other_stack(args.command)
     try:
         return COMMANDS[args.command](args.services or None)
     except StackError as exc:
