@@ -89,9 +89,16 @@ def spark_conf(master: str | None = None) -> dict[str, str]:
 
 
 def get_spark(app_name: str = "opensky-labs", master: str | None = None):
-    """A SparkSession for the labs; `master` defaults to `SPARK_TEST_MASTER` (local[2])."""
+    """A SparkSession for the labs; `master` defaults to `SPARK_TEST_MASTER` (local[2]).
+
+    Under `spark-submit` the master and jars come from spark-submit's own arguments: a session
+    started there keeps them (`--master spark://127.0.0.1:7077` stays the cluster).
+    """
     from pyspark.sql import SparkSession
 
+    if "PYSPARK_GATEWAY_PORT" in os.environ and master is None:
+        # Launched by spark-submit: the JVM is already configured; only name the application.
+        return SparkSession.builder.appName(app_name).getOrCreate()
     master = master or endpoints().spark_test_master
     # Python workers (local or on the cluster's executors) use this venv's interpreter.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
