@@ -21,21 +21,8 @@ import pytest
 
 from harness.config import ROOT
 
-OVERRIDES = (
-    "OPENSKY_STACK_DIR",
-    "STACK",
-    "KAFKA_PORT",
-    "KAFKA_CONTROLLER_PORT",
-    "CONNECT_PORT",
-    "POSTGRES_PORT",
-    "MINIO_PORT",
-    "MINIO_CONSOLE_PORT",
-    "CLICKHOUSE_PORT",
-    "SPARK_MASTER_PORT",
-    "SPARK_MASTER_WEBUI_PORT",
-    "SPARK_WORKER_WEBUI_PORT",
-    "YES",
-)
+# The environment is kept (a stack moved to other ports stays moved); only answers to prompts go.
+OVERRIDES = ("YES",)
 PORT_LINE = re.compile(r"^\s+(OK|WARN|FAIL|--)\s+(\d+)\s+([A-Z_]+_PORT)\s+(.*)$")
 
 
