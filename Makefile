@@ -84,7 +84,7 @@ test: lint up check-skeletons test-platform test-solutions check-tests notebooks
 
 # ------------------------------------------------------------------ self-study
 notebooks: up ## run the notebooks under nbval (stored outputs compared)
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PYTEST) --nbval notebooks --sanitize-with notebooks/sanitize.cfg -p no:randomly -q; else echo "no notebooks yet"; fi
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PYTEST) --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly -q; else echo "no notebooks yet"; fi
 
 jupyter: up ## start JupyterLab on the stack
 	@$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $${JUPYTER_PORT:-8888} --notebook-dir notebooks
