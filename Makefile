@@ -90,7 +90,7 @@ jupyter: up ## start JupyterLab on the stack
 	@$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $${JUPYTER_PORT:-8888} --notebook-dir notebooks
 
 bench: up ## measure the stack, the student loop, streaming, batch and Kafka: bench/results.md
-	@$(PY) -m bench
+	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: venv ## ruff check and format check
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

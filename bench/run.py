@@ -100,6 +100,7 @@ def run_sections(names: list[str], options: Options, merge: bool = False) -> dic
         earlier = json.loads(previous.read_text())
         doc["sections"] = {k: v for k, v in earlier["sections"].items() if k not in names}
         doc["merged_from"] = earlier.get("merged_from") or earlier["generated"]
+        doc["rerun"] = sorted(set(earlier.get("rerun", [])) | set(names))
     for name in names:
         section = Section(name, SECTIONS[name])
         log(f"section {name}: {section.title}")
