@@ -17,12 +17,26 @@ SUBMISSIONS ?=
 # PySpark's spark-submit finds Spark through the `python3` on PATH: make it the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup venv install up down status restart reset doctor lab-1 lab-2 lab-3 lab-4 lab-5 lab-6 \
+# The labs are the folders labs/labNN_*: lab-1 … lab-N. They are listed in .PHONY through a static
+# pattern rule (GNU Make never applies a plain pattern rule such as `lab-%:` to a .PHONY target).
+LAB_NUMBERS := $(shell ls -d labs/lab[0-9][0-9]_* 2>/dev/null | sed -E 's|labs/lab0?([0-9]+)_.*|\1|')
+LAB_TARGETS := $(addprefix lab-,$(LAB_NUMBERS))
+# `make lab-1 -- -k partB`: the words after the lab go to pytest (ARGS="-k partB" works too).
+ifneq ($(filter $(LAB_TARGETS),$(firstword $(MAKECMDGOALS))),)
+LAB_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+ifneq ($(LAB_ARGS),)
+$(eval $(LAB_ARGS):;@:)
+endif
+endif
+
+.PHONY: help setup venv install up down status restart reset doctor $(LAB_TARGETS) \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
         bench lint clean
 
 help: ## list the commands
-	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{sub("%", "N", $$1); printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[$$a-zA-Z0-9_%()-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^$$(LAB_TARGETS): lab-%/lab-N/' \
+	  | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  (labs: $(LAB_TARGETS); \`make lab-1 -- -k partB\` runs one part)"
 
 # ------------------------------------------------------------------ set-up
 $(STAMP): pyproject.toml
@@ -35,40 +49,44 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 setup: venv ## install everything: Python packages, jars, the MinIO binary, PostgreSQL
-	@$(PY) -m harness.stack install
+	@$(PY) -m harness.ops.stack install
 
 # ------------------------------------------------------------------ the stack
 up: setup ## start the lab stack (idempotent: reuses what already runs)
-	@$(PY) -m harness.stack up
+	@$(PY) -m harness.ops.stack up
 
 down: ## stop every service of the stack that we started
-	@if [ -x $(PY) ]; then $(PY) -m harness.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m harness.ops.stack down; fi
 
 status: venv ## one table: service, endpoint, up/down, pid, memory
-	@$(PY) -m harness.stack status
+	@$(PY) -m harness.ops.stack status
 
 restart: setup ## stop and start the stack (or SERVICES="kafka connect")
-	@$(PY) -m harness.stack restart $(SERVICES)
+	@$(PY) -m harness.ops.stack restart $(SERVICES)
 
 doctor: ## check this machine for the labs: Java, disk, memory, Docker, ports, set-up (each with its fix)
-	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m harness.doctor
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m harness.ops.doctor
 
 reset: venv ## stop the stack, wipe its data and start clean (asks first; YES=1 skips the question)
-	@$(PY) -m harness.reset --start $(if $(filter 1 y yes true,$(YES)),--yes)
+	@$(PY) -m harness.ops.reset --start $(if $(filter 1 y yes true,$(YES)),--yes)
 
 # ------------------------------------------------------------------ students
-lab-%: up ## run lab N's graded tests against labs/ (e.g. make lab-1)
-	@$(PY) -m harness.grading.student $*
+$(LAB_TARGETS): lab-%: venv ## run lab N's graded tests against your code in labs/ (e.g. make lab-1)
+	@$(PY) -m harness.ops.stack up --lab $*
+	@$(PY) -m harness.grading.student $* -- $(ARGS) $(LAB_ARGS)
+
+lab-%:
+	@echo "make $@: there is no such lab. The labs are: $(LAB_TARGETS)." >&2; exit 2
 
 # ------------------------------------------------------------------ instructors
 grade: up ## grade labs/ (or every copy under SUBMISSIONS=dir/) into a table, results.json and a CSV
 	@$(PY) -m harness.grading.grade $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) --out $(REPORTS)
 
 skeletons: venv ## regenerate labs/*/ student files from solutions/
-	@$(PY) -m harness.skeleton generate
+	@$(PY) -m harness.grading.skeleton generate
 
 check-skeletons: venv ## fail when committed labs/ differ from what solutions/ generates
-	@$(PY) -m harness.skeleton check
+	@$(PY) -m harness.grading.skeleton check
 
 check-tests: up ## fail when any graded test passes on the pristine skeletons
 	@$(PY) -m harness.grading.bite

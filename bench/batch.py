@@ -24,8 +24,8 @@ from typing import Any
 
 from bench.common import Section, Timer, log, unique
 from bench.scale import copies_for, recording_rows, scaled_files
-from harness.config import ROOT, endpoints
-from harness.services import clickhouse_client, minio_client
+from harness.runtime.config import ROOT, endpoints
+from harness.runtime.services import clickhouse_client, minio_client
 
 RAW_BUCKET = "raw-data"
 OUTPUT_BUCKET = "processed-data"

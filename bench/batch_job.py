@@ -48,11 +48,11 @@ def _timed(
 
 
 def start_spark(event_dir: Path) -> Any:
-    """The harness's session (harness.spark settings), plus an event log for Spark's metrics."""
+    """The harness's session (harness.runtime.spark settings), plus an event log for Spark's metrics."""
     from pyspark.sql import SparkSession
 
-    from harness.config import endpoints
-    from harness.spark import jar_conf, spark_conf
+    from harness.runtime.config import endpoints
+    from harness.runtime.spark import jar_conf, spark_conf
 
     master = endpoints().spark_test_master
     builder = SparkSession.builder.appName("bench-lab01").master(master)

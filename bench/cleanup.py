@@ -19,7 +19,7 @@ def delete_topics(topics: list[str]) -> None:
     """Delete Kafka topics, waiting for the broker; a topic that does not exist is fine."""
     from confluent_kafka import KafkaError, KafkaException
 
-    from harness.services import kafka_admin
+    from harness.runtime.services import kafka_admin
 
     if not topics:
         return
@@ -35,7 +35,7 @@ def delete_topics(topics: list[str]) -> None:
 def cleanup() -> dict[str, list[str]]:
     """Remove every `bench_*` topic, database, table, object prefix and temp folder."""
     from bench.batch import remove_prefix
-    from harness.services import clickhouse_client, kafka_admin, minio_client, pg_connect
+    from harness.runtime.services import clickhouse_client, kafka_admin, minio_client, pg_connect
 
     removed: dict[str, list[str]] = {}
     topics = [t for t in kafka_admin().list_topics(timeout=30).topics if t.startswith(PREFIX)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.config import ROOT, STACK_DIR, setting
+from harness.runtime.config import ROOT, STACK_DIR, setting
 
 BENCH_DIR = ROOT / "bench"
 # Generated inputs (scaled recordings) are cached here, outside git.
@@ -220,20 +220,20 @@ def versions() -> dict[str, Any]:
         "stack": _stack_kind(),
     }
     try:
-        from harness.services import clickhouse_client
+        from harness.runtime.services import clickhouse_client
 
         out["clickhouse engine"] = clickhouse_client().command("SELECT version()")
     except Exception as exc:  # the report says what it could not ask
         out["clickhouse engine"] = f"unavailable ({type(exc).__name__})"
     try:
-        from harness.services import pg_connect
+        from harness.runtime.services import pg_connect
 
         with pg_connect() as conn:
             out["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
     except Exception as exc:
         out["postgresql"] = f"unavailable ({type(exc).__name__})"
     try:
-        from harness.stack.minio import MODULE_VERSION
+        from harness.ops.stack.minio import MODULE_VERSION
 
         out["minio"] = f"{MODULE_VERSION} (built from source)"
     except ImportError:
@@ -242,6 +242,6 @@ def versions() -> dict[str, Any]:
 
 
 def _stack_kind() -> str:
-    from harness.config import stack
+    from harness.runtime.config import stack
 
     return stack()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Section, log
-from harness.config import ROOT
+from harness.runtime.config import ROOT
 
 TARGET_S = 20.0
 SUITE_TIMEOUT_S = 1800

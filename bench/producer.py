@@ -23,7 +23,7 @@ from confluent_kafka.admin import NewTopic
 from bench.cleanup import delete_topics
 from bench.common import Section, Timer, log, solution_module, unique
 from bench.scale import scaled_rows
-from harness.services import kafka_admin, kafka_config
+from harness.runtime.services import kafka_admin, kafka_config
 
 PARTITIONS = 3
 # confluent-kafka's throughput-oriented settings (Confluent's producer tuning advice): large

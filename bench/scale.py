@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import CACHE_DIR, log
-from harness.data import RECORDING, load_snapshots, snapshot_rows
+from harness.runtime.data import RECORDING, load_snapshots, snapshot_rows
 
 ICAO_STRIDE = 0x9E3779  # odd, so k * stride walks the whole 24-bit space
-TIME_POSITION, LAST_CONTACT = 3, 4  # indices in a state vector (harness.schema.STATE_FIELDS)
+TIME_POSITION, LAST_CONTACT = (
+    3,
+    4,
+)  # indices in a state vector (harness.runtime.schema.STATE_FIELDS)
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,7 @@ Start times are measured on a *separate* native stack so the lab stack other peo
 stopped: `OPENSKY_STACK_DIR` points at a scratch folder (default /tmp/bench-stack, or
 `BENCH_STACK_DIR`) whose `bin/` and `jars/` are links to the real stack's downloads (as after
 `make setup`), and every port is moved by a fixed offset through the `*_PORT` variables that
-harness.config honours. Per repeat:
+harness.runtime.config honours. Per repeat:
 
 - cold: no data directory (a first `make up` after `make setup`): initdb, Kafka storage format,
   bucket and database creation, every JVM's first start;
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Section, log
-from harness.config import ENV_FILE, ROOT, STACK_DIR, _read_env_file
+from harness.runtime.config import ENV_FILE, ROOT, STACK_DIR, _read_env_file
 
 TARGET_MIB = 3 * 1024
 PORT_OFFSETS = (10000, 20000, 30000)
@@ -39,8 +39,8 @@ UP_TIMEOUT_S = 900
 # `make status` shows it; PSS shares shared pages out, so PostgreSQL's buffers count once).
 RSS_SCRIPT = """
 import json
-from harness.stack.base import descendants, rss_bytes
-from harness.stack.manager import all_services, owned_pid
+from harness.ops.stack.base import descendants, rss_bytes
+from harness.ops.stack.manager import all_services, owned_pid
 
 def pss(pid):
     total = 0
@@ -110,7 +110,7 @@ class ScratchStack:
                 link.symlink_to(STACK_DIR / name)
 
     def command(self, *args: str, timeout: float = UP_TIMEOUT_S) -> tuple[float, str]:
-        argv = [sys.executable, "-m", "harness.stack", *args]
+        argv = [sys.executable, "-m", "harness.ops.stack", *args]
         t0 = time.perf_counter()
         proc = subprocess.run(
             argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
@@ -118,13 +118,13 @@ class ScratchStack:
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(
-                f"`harness.stack {' '.join(args)}` on the scratch stack exited {proc.returncode}:\n"
+                f"`harness.ops.stack {' '.join(args)}` on the scratch stack exited {proc.returncode}:\n"
                 + (proc.stdout + proc.stderr)[-3000:]
             )
         return seconds, proc.stdout
 
     def make_up(self) -> tuple[float, str]:
-        """What `make up` runs once the venv is current: `harness.stack install` (checks that
+        """What `make up` runs once the venv is current: `harness.ops.stack install` (checks that
         every download is there; with bin/ and jars/ linked it fetches nothing), then `up`."""
         s_install, out_install = self.command("install")
         s_up, out_up = self.command("up")
@@ -265,14 +265,14 @@ def run(section: Section, options: Any) -> None:
         for name, v in per_service.items()
     }
     check = section.figure(
-        "install_check_s", "of which `harness.stack install` (nothing to do)", "s"
+        "install_check_s", "of which `harness.ops.stack install` (nothing to do)", "s"
     )
     for value in stack.install_check_s:
         check.add(value)
     section.note(
-        "An `up` figure is `make up` without make: `python -m harness.stack install` (the "
+        "An `up` figure is `make up` without make: `python -m harness.ops.stack install` (the "
         "`setup` prerequisite: every download present, nothing fetched) then "
-        "`python -m harness.stack up`, until every service answers."
+        "`python -m harness.ops.stack up`, until every service answers."
     )
     section.note(
         f"{repeats} cold and {repeats} restart starts, {2 * repeats} warm `up`s on a scratch stack "

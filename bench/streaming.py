@@ -5,7 +5,7 @@ names — topic, dead-letter and processed topics, ClickHouse database, PostgreS
 prefix, checkpoint folder, all `bench_*` — with the job's defaults otherwise (window, watermark,
 `maxOffsetsPerTrigger`), and removes them afterwards.
 
-- **Throughput**: the replay tool (`harness.replay.replay`, state mode, speed 0 = as fast as the
+- **Throughput**: the replay tool (`harness.runtime.replay.replay`, state mode, speed 0 = as fast as the
   broker takes them) publishes the scaled recording while the job runs; ClickHouse's row count is
   read every second. Sustained rate = rows that became visible between the first and the last
   visible row, divided by that time.
@@ -36,8 +36,8 @@ from bench.batch import remove_prefix
 from bench.cleanup import delete_topics
 from bench.common import Section, log, unique
 from bench.scale import copies_for, original, scaled_snapshots, shifted_snapshot
-from harness.config import ROOT
-from harness.services import clickhouse_client, kafka_config, pg_connect
+from harness.runtime.config import ROOT
+from harness.runtime.services import clickhouse_client, kafka_config, pg_connect
 
 TARGET_RATE = 50_000.0
 TARGET_P95_S = 12.0
@@ -227,7 +227,7 @@ def _later_snapshots(count: int) -> list[dict[str, Any]]:
 def warm_up(pipeline: Pipeline, names: Names) -> int:
     """Publish a few snapshots and wait until both queries have processed them and ClickHouse
     shows them: the first micro-batches (JIT, Python workers, table creation) are not measured."""
-    from harness.replay import replay
+    from harness.runtime.replay import replay
 
     snaps = [shifted_snapshot(s, WARMUP_COPY) for s in original()[:WARMUP_SNAPSHOTS]]
     rows = sum(len(s["states"] or []) for s in snaps)
@@ -248,7 +248,7 @@ def warm_up(pipeline: Pipeline, names: Names) -> int:
 
 # ------------------------------------------------------------------ throughput
 def throughput_run(rows: int, trigger: str) -> dict[str, Any]:
-    from harness.replay import replay
+    from harness.runtime.replay import replay
 
     names = Names()
     snapshots = _snapshots_for(rows)
@@ -311,7 +311,7 @@ def throughput_run(rows: int, trigger: str) -> dict[str, Any]:
 def latency_run(trigger: str, seconds: float, snapshots_per_s: float) -> dict[str, Any]:
     from confluent_kafka import Producer
 
-    from harness.replay import messages_for
+    from harness.runtime.replay import messages_for
 
     names = Names()
     count = int(seconds * snapshots_per_s)

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 import matplotlib  # noqa: E402
 
-from harness.config import STACK_DIR  # noqa: E402
+from harness.runtime.config import STACK_DIR  # noqa: E402
 
 # Small, readable inline PNGs (they are stored in the notebooks).
 matplotlib.rcParams.update({"figure.dpi": 80, "figure.figsize": (9, 4.5), "axes.grid": True})
@@ -70,7 +70,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
 # ------------------------------------------------------------------ Kafka
 def delete_topics(topics: Iterable[str]) -> list[str]:
     """Delete the topics that exist among `topics` and wait until the broker forgot them."""
-    from harness.services import kafka_admin
+    from harness.runtime.services import kafka_admin
 
     admin = kafka_admin()
     wanted = set(topics)
@@ -92,7 +92,7 @@ def delete_topics(topics: Iterable[str]) -> list[str]:
 
 def wait_for_topic(topic: str, partitions: int, timeout: float = 30.0) -> Any:
     """The metadata of `topic` once all its `partitions` have a leader (new topics need a moment)."""
-    from harness.services import kafka_admin
+    from harness.runtime.services import kafka_admin
 
     admin = kafka_admin()
 
@@ -109,7 +109,7 @@ def wait_for_topic(topic: str, partitions: int, timeout: float = 30.0) -> Any:
 
 def delete_topics_with_prefix(prefix: str) -> list[str]:
     """Delete every topic whose name starts with `prefix`."""
-    from harness.services import kafka_admin
+    from harness.runtime.services import kafka_admin
 
     names = [t for t in kafka_admin().list_topics(timeout=10).topics if t.startswith(prefix)]
     return delete_topics(names)
@@ -123,7 +123,7 @@ def delete_consumer_groups(groups: Iterable[str], timeout: float = 90.0) -> list
     """
     from confluent_kafka import KafkaError, KafkaException
 
-    from harness.services import kafka_admin
+    from harness.runtime.services import kafka_admin
 
     admin = kafka_admin()
     known = {g.group_id for g in admin.list_consumer_groups().result(timeout=15).valid}

@@ -96,9 +96,9 @@ def nb01() -> list[NotebookNode]:
             import matplotlib.pyplot as plt
             import pandas as pd
 
-            from harness.config import endpoints
-            from harness.data import load_pandas, load_snapshots
-            from harness.replay import ensure_topic, replay
+            from harness.runtime.config import endpoints
+            from harness.runtime.data import load_pandas, load_snapshots
+            from harness.runtime.replay import ensure_topic, replay
 
             TOPIC, LIVE_TOPIC = "nb01_flights", "nb01_live"
             leftovers = _nb_helpers.delete_topics([TOPIC, LIVE_TOPIC])
@@ -157,7 +157,7 @@ def nb01() -> list[NotebookNode]:
         ## 2. Put the recording on Kafka
 
         On the platform the collector publishes each snapshot to Kafka as it polls OpenSky.
-        `harness.replay` does the same from the recording: one message per snapshot, here as
+        `harness.runtime.replay` does the same from the recording: one message per snapshot, here as
         fast as the broker takes them (`speed=0`). One partition keeps this notebook's
         micro-batches the same on every run.
         """),
@@ -169,7 +169,7 @@ def nb01() -> list[NotebookNode]:
         ## 3. Start Spark
 
         One Spark session for the notebook, with the Kafka connector on its class path
-        (`harness.spark.get_spark()`, the same factory the labs use: `local[2]`, UTC, small
+        (`harness.runtime.spark.get_spark()`, the same factory the labs use: `local[2]`, UTC, small
         shuffles). Spark logs only errors, to `.stack/logs/notebooks-native-stderr.log` (see
         `_nb_helpers.py`) rather than into the cells.
         """),
@@ -178,8 +178,8 @@ def nb01() -> list[NotebookNode]:
             from pyspark.sql import DataFrame
             from pyspark.sql import functions as F
 
-            from harness.schema import spark_snapshot_schema
-            from harness.spark import get_spark
+            from harness.runtime.schema import spark_snapshot_schema
+            from harness.runtime.spark import get_spark
 
             spark = get_spark("nb01-batch-vs-streaming")
             spark.sparkContext.setLogLevel("ERROR")
@@ -459,13 +459,13 @@ def nb02() -> list[NotebookNode]:
             from confluent_kafka import Consumer, Producer, TopicPartition
             from confluent_kafka.admin import NewTopic
 
-            from harness.data import load_rows
-            from harness.services import kafka_admin, kafka_config
+            from harness.runtime.data import load_rows
+            from harness.runtime.services import kafka_admin, kafka_config
 
             TOPIC = "nb02_flights"
             GROUP = "nb02_dashboard"
             PARTITIONS = 3
-            admin = kafka_admin()  # the broker address comes from harness.config, never a literal
+            admin = kafka_admin()  # the broker address comes from harness.runtime.config, never a literal
             leftovers = _nb_helpers.delete_consumer_groups([GROUP]) + _nb_helpers.delete_topics([TOPIC])
             """,
             vary=True,
@@ -777,11 +777,11 @@ def nb03() -> list[NotebookNode]:
             import matplotlib.pyplot as plt
             import pandas as pd
 
-            from harness.data import load_arrow
-            from harness.services import clickhouse_client, pg_connect
+            from harness.runtime.data import load_arrow
+            from harness.runtime.services import clickhouse_client, pg_connect
 
             TABLE, TABLE_X10 = "nb03_flights", "nb03_flights_x10"  # the same names in both databases
-            ch = clickhouse_client()  # database "opensky"; address and password from harness.config
+            ch = clickhouse_client()  # database "opensky"; address and password from harness.runtime.config
             pg = pg_connect()         # database "opensky", autocommit
             for name in (TABLE, TABLE_X10):
                 ch.command(f"DROP TABLE IF EXISTS {name}")
@@ -793,7 +793,7 @@ def nb03() -> list[NotebookNode]:
         ## 1. The data
 
         `load_arrow()` returns the recording as an Arrow table: one row per state vector, the
-        columns of `harness.schema`. We leave out `sensors` (always null without a sensor filter).
+        columns of `harness.runtime.schema`. We leave out `sensors` (always null without a sensor filter).
         """),
         code("""
         flights = load_arrow().drop_columns(["sensors"])
@@ -1157,9 +1157,9 @@ def nb04() -> list[NotebookNode]:
             import requests
             from confluent_kafka import Consumer, TopicPartition
 
-            from harness.config import endpoints, stack
-            from harness.data import load_snapshots
-            from harness.services import kafka_admin, kafka_config, pg_connect
+            from harness.runtime.config import endpoints, stack
+            from harness.runtime.data import load_snapshots
+            from harness.runtime.services import kafka_admin, kafka_config, pg_connect
 
             TABLE = "nb04_positions"
             PUBLICATION, SLOT = "nb04_publication", "nb04_slot"
@@ -1234,7 +1234,7 @@ def nb04() -> list[NotebookNode]:
         ep = endpoints()
         pg_host, pg_port = ep.pg_host, str(ep.pg_port)
         if stack() == "docker":  # the Connect container reaches PostgreSQL by service name
-            from harness.docker_stack import in_network_endpoints
+            from harness.ops.docker_stack import in_network_endpoints
 
             inside = in_network_endpoints()
             pg_host, pg_port = inside["pg_host"], inside["pg_port"]
@@ -1602,12 +1602,12 @@ def nb05() -> list[NotebookNode]:
             import pyarrow.compute as pc
             import pyarrow.dataset as ds
 
-            from harness.config import endpoints
-            from harness.data import load_arrow, load_snapshots
-            from harness.services import clickhouse_client, minio_client, s3_filesystem
+            from harness.runtime.config import endpoints
+            from harness.runtime.data import load_arrow, load_snapshots
+            from harness.runtime.services import clickhouse_client, minio_client, s3_filesystem
 
             BUCKET = "nb05-flights"  # bucket names: lower case, digits, dots and hyphens
-            s3 = minio_client()      # MinIO's address and keys come from harness.config
+            s3 = minio_client()      # MinIO's address and keys come from harness.runtime.config
             removed = _nb_helpers.remove_bucket(s3, BUCKET)
             """,
             vary=True,

@@ -26,7 +26,7 @@ How each snapshot at time T (a multiple of 10 s) is built — mirroring the API'
     * units: ft → m (× 0.3048), kt → m/s (× 1852/3600), ft/min → m/s (× 0.3048/60);
       rounded like the API (lat/lon 4 decimals, the rest 2);
     * `callsign` is padded with spaces to 8 characters, as the API sends it;
-    * `origin_country` from the ICAO 24-bit address block (harness/icao_countries.py), which is
+    * `origin_country` from the ICAO 24-bit address block (harness/runtime/icao_countries.py), which is
       how OpenSky derives it;
     * `on_ground`: the recorded `onground` flag when the source has one; otherwise derived as
       "groundspeed < 50 kt and (no altitude or altitude < 6000 ft)";
@@ -61,7 +61,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.icao_countries import country_of  # noqa: E402
+from harness.runtime.icao_countries import country_of  # noqa: E402
 
 TRAFFIC_VERSION = "2.13"
 COLLECTIONS = "traffic/data/samples/collections"

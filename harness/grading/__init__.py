@@ -6,7 +6,7 @@
 
 The pytest options `--target labs|solutions` and `--labs-dir PATH` decide which copy is imported.
 Commands: `python -m harness.grading.grade`, `python -m harness.grading.student N`,
-`python -m harness.grading.bite`; skeletons: `python -m harness.skeleton`.
+`python -m harness.grading.bite`; skeletons: `python -m harness.grading.skeleton`.
 """
 
 from harness.grading.loader import (

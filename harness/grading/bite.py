@@ -14,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import skeleton
-from harness.config import ROOT
+from harness.grading import skeleton
 from harness.grading.results import PASSED
 from harness.grading.runner import QUIET, find_suites, run_suites
+from harness.runtime.config import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ import csv
 import sys
 from pathlib import Path
 
-from harness.config import ROOT
 from harness.grading.results import (
     LAB_DIR,
     fmt_points,
@@ -26,6 +25,7 @@ from harness.grading.results import (
     write_json,
 )
 from harness.grading.runner import QUIET, Suite, find_suites, run_suites
+from harness.runtime.config import ROOT
 
 
 def student_labs_dir(folder: Path) -> Path:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from harness.config import ROOT
+from harness.runtime.config import ROOT
 
 TARGETS = ("labs", "solutions")
 

@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import ROOT
 from harness.grading.results import (
     CRASHED,
     LAB_DIR,
@@ -20,6 +19,7 @@ from harness.grading.results import (
     RunInfo,
     read_results,
 )
+from harness.runtime.config import ROOT
 
 # Flags for runs whose output a person reads: progress only; the tools print the table.
 QUIET = ["-q", "--tb=no", "-rN", "--no-header", "--no-score-table"]
@@ -71,7 +71,14 @@ def pytest_command(
     extra: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
     command = [sys.executable, "-m", "pytest", *(str(s.tests) for s in suites)]
-    command += ["-p", "harness.pytest_plugin", "--target", target, "--grade-json", str(json_path)]
+    command += [
+        "-p",
+        "harness.grading.pytest_plugin",
+        "--target",
+        target,
+        "--grade-json",
+        str(json_path),
+    ]
     # nbval (for the notebooks) takes seconds to import and grades nothing here.
     command += ["--continue-on-collection-errors", "-p", "no:nbval"]
     if labs_dir is not None:

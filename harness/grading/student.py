@@ -11,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.config import ROOT
 from harness.grading.results import (
     PASSED,
     GradedTest,
@@ -20,6 +19,7 @@ from harness.grading.results import (
     trim,
 )
 from harness.grading.runner import QUIET, find_suites, run_suites
+from harness.runtime.config import ROOT
 
 RULE = "=" * 78
 

@@ -14,7 +14,7 @@ The command line is the seed's:
 
     python batch_processor.py s3 's3a://raw-data/flights/*.json'
     python batch_processor.py postgres 2024-01-01 2024-01-31
-    spark-submit --master spark://127.0.0.1:7077 $(python -m harness.spark) \\
+    spark-submit --master spark://127.0.0.1:7077 $(python -m harness.runtime.spark) \\
         batch_processor.py s3 's3a://raw-data/flights/*.json'
 
 Every function takes the names it writes to (output folder, database, tables) as parameters whose
@@ -37,8 +37,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from harness.config import CLICKHOUSE_DB, endpoints
-from harness.data import (
+from harness.runtime.config import CLICKHOUSE_DB, endpoints
+from harness.runtime.data import (
     MALFORMED_LINE,
     MALFORMED_SNAPSHOT,
     MALFORMED_STATE,
@@ -46,7 +46,7 @@ from harness.data import (
     OUT_OF_RANGE,
     WRONG_TYPE,
 )
-from harness.schema import (
+from harness.runtime.schema import (
     ROW_FIELD_NAMES,
     STATE_FIELDS,
     spark_row_schema,
@@ -76,7 +76,7 @@ STATE_LENGTHS = (17, 18)
 
 # ------------------------------------------------------------------ part B: rejection reasons
 # NULL_POSITION ("null position") and OUT_OF_RANGE ("latitude/longitude out of range") are the
-# harness's reasons (harness.data); these three are new in this lab.
+# harness's reasons (harness.runtime.data); these three are new in this lab.
 NEGATIVE_VELOCITY = "negative velocity"
 FUTURE_POSITION = "time_position after fetch_time"
 DUPLICATE = "duplicate (icao24, time_position)"
@@ -110,7 +110,7 @@ _SAFE_URL = re.compile(r"^[A-Za-z0-9._/=\-]+$")
 # ------------------------------------------------------------------ results
 @dataclass
 class ReadResult:
-    """Part A's result: `rows` (harness.schema.spark_row_schema()) and `rejected` inputs.
+    """Part A's result: `rows` (harness.runtime.schema.spark_row_schema()) and `rejected` inputs.
 
     `rejected` has the columns of READ_REJECTED_SCHEMA: `fetch_time` (null when unknown),
     `reason` (MALFORMED_LINE, MALFORMED_SNAPSHOT, MALFORMED_STATE or WRONG_TYPE) and `record`
@@ -183,7 +183,7 @@ def clickhouse_s3_source(dataset_url: str, day: date, hours: Iterable[int]) -> s
 
 
 def conform_rows(df: DataFrame) -> DataFrame:
-    """Cast a table of processed rows to the row schema (harness.schema.spark_row_schema()).
+    """Cast a table of processed rows to the row schema (harness.runtime.schema.spark_row_schema()).
 
     Timestamp columns become unix seconds, other columns are cast to the row type, and optional
     columns the table lacks become nulls. `fetch_time`, `icao24` and `origin_country` must exist.
@@ -625,10 +625,10 @@ def parse_args(argv: Sequence[str]) -> Job:
 
 # ------------------------------------------------------------------ the job (given)
 def spark_session(app_name: str = "lab01-batch-processor") -> SparkSession:
-    """`harness.spark.get_spark()`, except under `spark-submit`, whose master and conf are kept."""
+    """`harness.runtime.spark.get_spark()`, except under `spark-submit`, whose master and conf are kept."""
     if os.environ.get("PYSPARK_GATEWAY_PORT"):  # set when spark-submit's JVM started this Python
         return SparkSession.builder.appName(app_name).getOrCreate()
-    from harness.spark import get_spark
+    from harness.runtime.spark import get_spark
 
     return get_spark(app_name)
 
@@ -645,7 +645,7 @@ def run(
     client: Any = None,
 ) -> dict[str, Any]:
     """Clean, enrich, aggregate and write one batch; returns the counts it printed."""
-    from harness.services import clickhouse_client
+    from harness.runtime.services import clickhouse_client
 
     # Each of these is used more than once below: keep it instead of recomputing its lineage.
     rows, unreadable_rows = read.rows.cache(), read.rejected.cache()
@@ -706,7 +706,7 @@ def _report(job: Job, summary: dict[str, Any]) -> str:
 
 
 def _pg_table_exists(table: str) -> bool:
-    from harness.services import pg_connect
+    from harness.runtime.services import pg_connect
 
     with pg_connect() as conn:
         return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]

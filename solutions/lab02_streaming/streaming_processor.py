@@ -2,11 +2,11 @@
 
     python labs/lab02_streaming/streaming_processor.py                         # 10-second batches
     python labs/lab02_streaming/streaming_processor.py --trigger availableNow  # catch up, then stop
-    spark-submit --master spark://127.0.0.1:7077 $(python -m harness.spark) \\
+    spark-submit --master spark://127.0.0.1:7077 $(python -m harness.runtime.spark) \\
         labs/lab02_streaming/streaming_processor.py --trigger availableNow
 
-Input: one state vector per Kafka message, as `python -m harness.replay --mode state` publishes it
-(the flat row JSON: `fetch_time` + the 18 fields of `harness.schema`). Two streaming queries read
+Input: one state vector per Kafka message, as `python -m harness.runtime.replay --mode state` publishes it
+(the flat row JSON: `fetch_time` + the 18 fields of `harness.runtime.schema`). Two streaming queries read
 the topic, each with its own checkpoint folder under `--checkpoint`:
 
 - `rows`: every message is parsed (part A). Rejected ones go to the dead-letter topic
@@ -43,7 +43,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from harness.config import (
+from harness.runtime.config import (
     CLICKHOUSE_DB,
     STACK_DIR,
     TOPIC_PROCESSED,
@@ -51,7 +51,7 @@ from harness.config import (
     TOPIC_RAW_DLQ,
     endpoints,
 )
-from harness.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
+from harness.runtime.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
 
 log = logging.getLogger("lab02.streaming")
 
@@ -103,7 +103,7 @@ AGGREGATE_COLUMNS = [
 PROCESSED_EXTRA_COLUMNS = ["event_time", "late"]
 TIME_FIELDS = ("fetch_time", "time_position", "last_contact")
 
-# JSON kinds (see `json_kind`) that each schema kind of harness.schema accepts.
+# JSON kinds (see `json_kind`) that each schema kind of harness.runtime.schema accepts.
 ALLOWED_JSON_KINDS: dict[str, list[str]] = {
     "str": ["string"],
     "int": ["integer"],
@@ -395,8 +395,8 @@ def ensure_sinks(cfg: StreamConfig) -> None:
     """Create whatever the job writes to and is missing: topics, tables, the bucket."""
     from psycopg import sql
 
-    from harness.replay import ensure_topic
-    from harness.services import clickhouse_client, minio_client, pg_connect
+    from harness.runtime.replay import ensure_topic
+    from harness.runtime.services import clickhouse_client, minio_client, pg_connect
 
     for topic in (cfg.topic, cfg.dlq_topic, cfg.processed_topic):
         ensure_topic(topic, partitions=3)
@@ -632,7 +632,7 @@ def write_kafka(records: DataFrame, topic: str) -> None:
 def write_clickhouse(rows: pa.Table, cfg: StreamConfig, token: str) -> int:
     """Insert the row fields into ClickHouse; a repeated insert with the same `token` is skipped."""
     # BEGIN SOLUTION (part C)
-    from harness.services import clickhouse_client
+    from harness.runtime.services import clickhouse_client
 
     if rows.num_rows == 0:
         return 0
@@ -657,7 +657,7 @@ def write_postgres(rows: pa.Table, cfg: StreamConfig) -> int:
     # BEGIN SOLUTION (part C)
     from psycopg import sql
 
-    from harness.services import pg_connect
+    from harness.runtime.services import pg_connect
 
     if rows.num_rows == 0:
         return 0
@@ -866,7 +866,7 @@ def spark_session() -> SparkSession:
     """Under spark-submit: the session it configured; under python: the labs' `get_spark()`."""
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # spark-submit started the JVM and set the conf
         return SparkSession.builder.appName("lab02-streaming-processor").getOrCreate()
-    from harness.spark import get_spark
+    from harness.runtime.spark import get_spark
 
     return get_spark("lab02-streaming-processor")
 

@@ -8,7 +8,7 @@ Settings come from the environment (or `infra/.env`):
   OPENSKY_API_URL                           the REST API base (default: OpenSky's public API)
   OPENSKY_TOKEN_URL                         the OAuth2 token endpoint (default: OpenSky's)
 
-Each state vector becomes a flat row (`harness.schema.state_to_row`) published with part B's
+Each state vector becomes a flat row (`harness.runtime.schema.state_to_row`) published with part B's
 `publish_rows` from `kafka_producer.py`, keyed by icao24.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import requests
 
-from harness.config import TOPIC_RAW, setting
-from harness.schema import state_to_row
+from harness.runtime.config import TOPIC_RAW, setting
+from harness.runtime.schema import state_to_row
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
 OPENSKY_TOKEN_URL = (

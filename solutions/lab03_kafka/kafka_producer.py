@@ -7,9 +7,9 @@ Parts (see labs/lab03_kafka/README.md):
   E. `validate_record`, `route_records`       — bad records to `raw_flights.dlq`, reason in headers
 Part D (the OpenSky collector) lives in `collector.py` and publishes with part B's `publish_rows`.
 
-Everything reaches the broker through `harness.services.kafka_config()`: no host or port here.
+Everything reaches the broker through `harness.runtime.services.kafka_config()`: no host or port here.
 Messages are JSON: a *row* is one state vector as a flat dict (`fetch_time` + the 18 fields of
-`harness.schema`), its key the aircraft's `icao24`.
+`harness.runtime.schema`), its key the aircraft's `icao24`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from harness.config import TOPIC_PROCESSED, TOPIC_RAW, TOPIC_RAW_DLQ
-from harness.services import kafka_admin, kafka_config
+from harness.runtime.config import TOPIC_PROCESSED, TOPIC_RAW, TOPIC_RAW_DLQ
+from harness.runtime.services import kafka_admin, kafka_config
 
 # ------------------------------------------------------------------ the lab's topics (part A)
-# raw_flights, processed_flights and raw_flights.dlq keep the platform's names (harness.config).
+# raw_flights, processed_flights and raw_flights.dlq keep the platform's names (harness.runtime.config).
 TOPIC_AIRCRAFT_LATEST = "aircraft_latest"  # compacted: the latest state of every aircraft
 
 DAY_MS = 24 * 60 * 60 * 1000

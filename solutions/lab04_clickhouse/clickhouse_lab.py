@@ -1,7 +1,7 @@
 """Lab 04 — ClickHouse: schema design, the country statistics materialized view, fast queries.
 
 Every function takes a clickhouse-connect `client` (get one with
-`harness.services.clickhouse_client()`) and the names of the database and tables it works on, so the
+`harness.runtime.services.clickhouse_client()`) and the names of the database and tables it works on, so the
 graded tests can run each part in a scratch database. The defaults are the platform's names.
 
 Times are stored as `DateTime('UTC')`: OpenSky sends unix seconds, which are UTC. Python datetimes
@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 
-from harness.config import CLICKHOUSE_DB
-from harness.schema import ROW_FIELD_NAMES, arrow_row_schema
+from harness.runtime.config import CLICKHOUSE_DB
+from harness.runtime.schema import ROW_FIELD_NAMES, arrow_row_schema
 
 # Names kept from the platform description.
 DATABASE = CLICKHOUSE_DB  # "opensky"
@@ -60,7 +60,7 @@ def as_row_table(frame: Any) -> pa.Table:
     extra = [name for name in frame.column_names if name not in ROW_FIELD_NAMES]
     if missing or extra:
         raise ValueError(
-            f"a frame of flat rows needs exactly the columns of harness.schema.ROW_FIELD_NAMES; "
+            f"a frame of flat rows needs exactly the columns of harness.runtime.schema.ROW_FIELD_NAMES; "
             f"missing: {missing}, unexpected: {extra}"
         )
     return frame.select(ROW_FIELD_NAMES).cast(arrow_row_schema())

@@ -6,7 +6,7 @@ without losing or doubling a change.
 
 Every function takes the names it works on (PostgreSQL schema, connector, ClickHouse database, topics,
 consumer group), so the graded tests can run on throw-away names; the defaults are the platform's.
-Clients come from `harness.services`: `pg_connect()`, `clickhouse_client()`, `kafka_config()`.
+Clients come from `harness.runtime.services`: `pg_connect()`, `clickhouse_client()`, `kafka_config()`.
 Run the whole pipeline with `python -m labs.lab05_cdc.cdc setup` and `... replicate`.
 """
 
@@ -26,8 +26,8 @@ from urllib.parse import quote
 import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from harness.config import CLICKHOUSE_DB, ROOT, endpoints, setting, stack
-from harness.services import ServiceUnavailable, kafka_config
+from harness.runtime.config import CLICKHOUSE_DB, ROOT, endpoints, setting, stack
+from harness.runtime.services import ServiceUnavailable, kafka_config
 
 # Names kept from the platform description: topics opensky.public.processed_flights and
 # opensky.public.flight_statistics are <topic.prefix>.<schema>.<table>.
@@ -198,7 +198,7 @@ def connect_side_settings() -> dict[str, str]:
     ep = endpoints()
     host, port = ep.pg_host, str(ep.pg_port)
     if stack() == "docker":
-        from harness.docker_stack import in_network_endpoints
+        from harness.ops.docker_stack import in_network_endpoints
 
         inside = in_network_endpoints()
         host, port = inside["pg_host"], inside["pg_port"]
@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m labs.lab05_cdc.cdc setup|replicate|status` on the running stack."""
     import argparse
 
-    from harness.services import clickhouse_client, pg_connect
+    from harness.runtime.services import clickhouse_client, pg_connect
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["setup", "replicate", "status", "restart"])

@@ -3,9 +3,9 @@
 A: buckets and access policies · B: raw layout and paginated listing · C: partitioned Parquet with
 pyarrow and Spark · D: presigned links · E: versioning, lifecycle, multipart uploads, clear errors.
 
-Every function takes its clients as arguments: a `minio.Minio` from `harness.services.minio_client()`,
-a pyarrow `S3FileSystem` from `harness.services.s3_filesystem()`, a `SparkSession` from
-`harness.spark.get_spark()`. Run `python -m labs.lab06_s3.s3_lake setup` to build the course's lake.
+Every function takes its clients as arguments: a `minio.Minio` from `harness.runtime.services.minio_client()`,
+a pyarrow `S3FileSystem` from `harness.runtime.services.s3_filesystem()`, a `SparkSession` from
+`harness.runtime.spark.get_spark()`. Run `python -m labs.lab06_s3.s3_lake setup` to build the course's lake.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from minio.lifecycleconfig import (
 )
 from minio.versioningconfig import VersioningConfig
 
-from harness.config import BUCKETS, endpoints
-from harness.schema import arrow_row_schema, spark_row_schema, state_to_row
+from harness.runtime.config import BUCKETS, endpoints
+from harness.runtime.schema import arrow_row_schema, spark_row_schema, state_to_row
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m labs.lab06_s3.s3_lake setup` builds the lake on the running MinIO."""
     import argparse
 
-    from harness.services import minio_client
+    from harness.runtime.services import minio_client
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["setup"])

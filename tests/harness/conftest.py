@@ -18,7 +18,7 @@ class Course:
         self.pytester = pytester
         self.root: Path = pytester.path
         pytester.makeini("[pytest]\ntimeout = 60\ntimeout_method = signal\n")
-        pytester.makeconftest('pytest_plugins = ["harness.pytest_plugin"]\n')
+        pytester.makeconftest('pytest_plugins = ["harness.grading.pytest_plugin"]\n')
 
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative

@@ -59,7 +59,7 @@ def test_check_tests_passes_when_every_test_bites(course, capsys):
 def test_grade_untouched_labs_scores_zero_without_traceback(course, tmp_path, capsys):
     """`make grade` on skeletons prints every lab at 0 and writes results.json."""
     _course_with_solution(course)
-    from harness import skeleton
+    from harness.grading import skeleton
 
     skeleton.write_tree(course.root / "solutions", course.root / "labs")
     out = tmp_path / "reports"

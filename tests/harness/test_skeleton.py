@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import skeleton
-from harness.config import ROOT
+from harness.grading import skeleton
+from harness.runtime.config import ROOT
 
 SOLUTION = textwrap.dedent(
     '''
@@ -270,9 +270,9 @@ def test_marker_errors_exit_2(tmp_path, capsys):
 
 
 def test_module_entry_point():
-    """`python -m harness.skeleton` runs."""
+    """`python -m harness.grading.skeleton` runs."""
     result = subprocess.run(
-        [sys.executable, "-m", "harness.skeleton", "--help"],
+        [sys.executable, "-m", "harness.grading.skeleton", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from harness.config import ROOT
+from harness.runtime.config import ROOT
 
 SECTIONS = ("kafka", "clickhouse")
 
 
 def bench_leftovers() -> set[str]:
     """Topics and raw-data objects named bench_* (the benchmarks' prefix)."""
-    from harness.services import kafka_admin, minio_client
+    from harness.runtime.services import kafka_admin, minio_client
 
     topics = {t for t in kafka_admin().list_topics(timeout=30).topics if t.startswith("bench_")}
     objects = {

@@ -1,7 +1,7 @@
 """Platform tests for ClickHouse: the clickhouse-connect client surface the labs rely on.
 
-Natively this runs against chDB behind `harness/chdb_server.py`; in the docker stack against
-clickhouse-server. Everything goes through `harness.services.clickhouse_client()`, so the same
+Natively this runs against chDB behind `harness/ops/chdb_server.py`; in the docker stack against
+clickhouse-server. Everything goes through `harness.runtime.services.clickhouse_client()`, so the same
 tests check both. Every table, view and S3 prefix has a unique name and is dropped afterwards.
 """
 
@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from harness.config import CLICKHOUSE_DB, endpoints, setting
-from harness.services import clickhouse_client, minio_client
+from harness.runtime.config import CLICKHOUSE_DB, endpoints, setting
+from harness.runtime.services import clickhouse_client, minio_client
 
 FLIGHTS_DDL = """
     CREATE TABLE {name} (

@@ -16,9 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import docker_stack
-from harness.config import BUCKETS, CLICKHOUSE_DB, ENV_FILE, endpoints, setting
-from harness.docker_stack import COMPOSE_FILE, DockerStackError, compose_model, raw_compose_model
+from harness.ops import docker_stack
+from harness.ops.docker_stack import (
+    COMPOSE_FILE,
+    DockerStackError,
+    compose_model,
+    raw_compose_model,
+)
+from harness.runtime.config import BUCKETS, CLICKHOUSE_DB, ENV_FILE, endpoints, setting
 
 INFRA = COMPOSE_FILE.parent
 # Files the compose file mounts or builds from, held to the same rules.
@@ -83,7 +88,7 @@ def _port(address: str) -> int:
 def expected_host_ports() -> dict[str, set[int]]:
     """The native stack's ports, which the docker stack must publish.
 
-    Read with `harness.config.setting` (environment, then infra/.env), as the native services do;
+    Read with `harness.runtime.config.setting` (environment, then infra/.env), as the native services do;
     not from `endpoints()`, whose addresses a client may override (KAFKA_BOOTSTRAP=kafka:29092
     inside the jupyter container).
     """
@@ -239,7 +244,7 @@ def test_every_port_is_published_on_localhost_only(services):
 
 
 def test_host_ports_equal_the_native_stack(services):
-    """The docker stack publishes each service on the native stack's port (harness.config)."""
+    """The docker stack publishes each service on the native stack's port (harness.runtime.config)."""
     for name, expected in expected_host_ports().items():
         published = {host for _, host, _ in _published(services[name])}
         assert published == expected, (

@@ -3,7 +3,7 @@
 One Debezium PostgreSQL connector with unique names everywhere (connector, table, topic prefix,
 replication slot, publication) is registered through the REST API, must reach RUNNING, and must
 turn an INSERT into a change event. Afterwards the connector, slot, publication, table and topics
-are removed. Services are reached only through `harness.config` / `harness.services`.
+are removed. Services are reached only through `harness.runtime.config` / `harness.runtime.services`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaError
 
-from harness.config import endpoints
-from harness.services import ServiceUnavailable, kafka_admin, kafka_config, pg_connect, require
+from harness.runtime.config import endpoints
+from harness.runtime.services import (
+    ServiceUnavailable,
+    kafka_admin,
+    kafka_config,
+    pg_connect,
+    require,
+)
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 RUNNING_WAIT_S = 60.0

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import data
-from harness.config import ROOT
-from harness.icao_countries import ALLOCATIONS, UNKNOWN, country_of
-from harness.schema import ROW_FIELD_NAMES, STATE_FIELDS, arrow_row_schema
+from harness.runtime import data
+from harness.runtime.config import ROOT
+from harness.runtime.icao_countries import ALLOCATIONS, UNKNOWN, country_of
+from harness.runtime.schema import ROW_FIELD_NAMES, STATE_FIELDS, arrow_row_schema
 
 SNAPSHOTS = 1081
 ROWS = 56_671
@@ -232,7 +232,7 @@ def test_validate_rows_counts_add_up():
 
 
 def test_schema_field_count():
-    """The recording's arrays line up with harness.schema's 18 state fields."""
+    """The recording's arrays line up with harness.runtime.schema's 18 state fields."""
     assert len(STATE_FIELDS) == 18
 
 

@@ -1,8 +1,8 @@
-"""Platform tests for `make doctor` (python -m harness.doctor) and `make reset` (harness.reset).
+"""Platform tests for `make doctor` (python -m harness.ops.doctor) and `make reset` (harness.ops.reset).
 
 The doctor runs as a subprocess, as `make doctor` runs it. The running stack is never stopped:
 unhealthy cases move a port (POSTGRES_PORT=…) or the stack folder (OPENSKY_STACK_DIR=…) through the
-environment, which `harness.config` honours.
+environment, which `harness.runtime.config` honours.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ROOT
+from harness.runtime.config import ROOT
 
 # The environment is kept (a stack moved to other ports stays moved); only answers to prompts go.
 OVERRIDES = ("YES",)
@@ -62,7 +62,7 @@ def occupied_port() -> Iterator[int]:
 # ------------------------------------------------------------------ doctor
 def test_doctor_healthy_exit_zero() -> None:
     """On this machine (stack up or down) the doctor finds nothing blocking and exits 0."""
-    result = run_module("harness.doctor")
+    result = run_module("harness.ops.doctor")
     out = result.stdout
     assert result.returncode == 0, f"doctor exit {result.returncode}:\n{out}\n{result.stderr}"
     assert not lines_with(out, "FAIL "), out
@@ -77,7 +77,7 @@ def test_doctor_healthy_exit_zero() -> None:
 
 def test_doctor_port_taken_by_another_program(occupied_port: int) -> None:
     """A stack port held by another program: FAIL naming the port, the program and the variable."""
-    result = run_module("harness.doctor", POSTGRES_PORT=str(occupied_port))
+    result = run_module("harness.ops.doctor", POSTGRES_PORT=str(occupied_port))
     out = result.stdout
     assert result.returncode != 0, out
     failing = lines_with(out, "FAIL", str(occupied_port), "POSTGRES_PORT")
@@ -92,7 +92,7 @@ def test_doctor_port_taken_by_another_program(occupied_port: int) -> None:
 
 def test_doctor_missing_setup(tmp_path: Path) -> None:
     """An empty stack folder: every jar folder and the MinIO binary FAIL, the fix is `make setup`."""
-    result = run_module("harness.doctor", OPENSKY_STACK_DIR=str(tmp_path))
+    result = run_module("harness.ops.doctor", OPENSKY_STACK_DIR=str(tmp_path))
     out = result.stdout
     assert result.returncode != 0, out
     for folder in ("kafka", "connect", "connect-plugins", "spark"):
@@ -114,7 +114,7 @@ def test_doctor_truncated_jar(tmp_path: Path) -> None:
             zf.writestr(f"org/example/C{i}.class", os.urandom(2000))
     (folder / "whole-1.0.jar").write_bytes(jar.read_bytes())
     jar.write_bytes(jar.read_bytes()[: jar.stat().st_size // 2])
-    result = run_module("harness.doctor", OPENSKY_STACK_DIR=str(tmp_path))
+    result = run_module("harness.ops.doctor", OPENSKY_STACK_DIR=str(tmp_path))
     failing = lines_with(result.stdout, "FAIL", "jars/kafka")
     assert failing and "kafka-clients-9.9.9.jar" in failing[0], result.stdout
     assert "whole-1.0.jar" not in failing[0], failing[0]
@@ -125,7 +125,7 @@ def test_doctor_truncated_jar(tmp_path: Path) -> None:
 @pytest.fixture
 def fake_stack(tmp_path: Path) -> Iterator[dict[str, Path]]:
     """A stack folder with data, a pid folder, downloads, and PostgreSQL's data behind a symlink
-    into the temporary directory (the root case of harness/stack/postgres.py). Nothing runs."""
+    into the temporary directory (the root case of harness/ops/stack/postgres.py). Nothing runs."""
     stack = tmp_path / "stack"
     for sub in ("data/kafka", "data/minio/raw-data", "run", "jars/kafka", "bin", "logs"):
         (stack / sub).mkdir(parents=True)
@@ -148,7 +148,7 @@ def fake_stack(tmp_path: Path) -> Iterator[dict[str, Path]]:
 def test_reset_needs_confirmation(fake_stack: dict[str, Path]) -> None:
     """Without YES=1 and no terminal to ask, reset changes nothing and exits non-zero."""
     stack = fake_stack["stack"]
-    result = run_module("harness.reset", STACK="native", OPENSKY_STACK_DIR=str(stack))
+    result = run_module("harness.ops.reset", STACK="native", OPENSKY_STACK_DIR=str(stack))
     assert result.returncode != 0, result.stdout + result.stderr
     assert "YES=1" in result.stderr, result.stderr
     assert (stack / "data/kafka/meta.properties").exists()
@@ -158,7 +158,7 @@ def test_reset_needs_confirmation(fake_stack: dict[str, Path]) -> None:
 def test_reset_wipes_data_keeps_downloads(fake_stack: dict[str, Path]) -> None:
     """YES=1: data, pid files and the symlinked PostgreSQL data go; jars, binaries and logs stay."""
     stack = fake_stack["stack"]
-    result = run_module("harness.reset", STACK="native", OPENSKY_STACK_DIR=str(stack), YES="1")
+    result = run_module("harness.ops.reset", STACK="native", OPENSKY_STACK_DIR=str(stack), YES="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (stack / "data").exists(), result.stdout
     assert not (stack / "run").exists(), result.stdout

@@ -1,7 +1,7 @@
 """Platform tests for the Kafka broker: a produce/consume round trip and a multi-partition topic.
 
 Every topic and consumer group has a unique name; topics are deleted afterwards. The broker is
-reached only through `harness.services` (a missing broker raises `ServiceUnavailable`).
+reached only through `harness.runtime.services` (a missing broker raises `ServiceUnavailable`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness.config import endpoints
-from harness.services import ServiceUnavailable, kafka_admin, kafka_config
+from harness.runtime.config import endpoints
+from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
 
 WAIT_S = 30.0
 

@@ -1,7 +1,7 @@
 """Platform tests for MinIO: the lab's buckets exist, an object round-trips, pyarrow reads it.
 
 Objects live under a unique prefix and are removed afterwards. The server is reached only through
-`harness.services` (a missing server raises `ServiceUnavailable`).
+`harness.runtime.services` (a missing server raises `ServiceUnavailable`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import uuid
 
-from harness.config import BUCKETS
-from harness.services import minio_client, s3_filesystem
+from harness.runtime.config import BUCKETS
+from harness.runtime.services import minio_client, s3_filesystem
 
 
 def test_lab_buckets_exist() -> None:

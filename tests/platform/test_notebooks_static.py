@@ -13,7 +13,7 @@ import re
 import nbformat
 import pytest
 
-from harness.config import ENV_FILE, ROOT
+from harness.runtime.config import ENV_FILE, ROOT
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 BUILDER = ROOT / "tools" / "build_notebooks.py"
@@ -149,7 +149,7 @@ def test_notebook_ends_with_exercises_pointing_to_a_lab(name: str) -> None:
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_no_hard_coded_endpoints_or_credentials(name: str) -> None:
-    """Hosts, ports and passwords come from harness.config; none is written in a cell or output."""
+    """Hosts, ports and passwords come from harness.runtime.config; none is written in a cell or output."""
     nb = _load(name)
     secrets = _secrets()
     for cell in _code(nb):
@@ -168,7 +168,7 @@ def test_no_hard_coded_endpoints_or_credentials(name: str) -> None:
 
 
 def test_helpers_have_no_hard_coded_endpoints() -> None:
-    """notebooks/_nb_helpers.py reaches services only through harness.services."""
+    """notebooks/_nb_helpers.py reaches services only through harness.runtime.services."""
     text = (NOTEBOOK_DIR / "_nb_helpers.py").read_text()
     assert "127.0.0.1" not in text and "localhost" not in text
     assert PORTS.search(text) is None

@@ -1,4 +1,4 @@
-"""Platform tests for `harness.ports`: finding the program that holds a port, and free ports."""
+"""Platform tests for `harness.ops.ports`: finding the program that holds a port, and free ports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ports
+from harness.ops import ports
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_free_port_avoids_given_ports(listening: int) -> None:
 
 
 def test_port_variables_cover_every_stack_port() -> None:
-    """Every stack port has a variable, and the variables resolve through harness.config."""
+    """Every stack port has a variable, and the variables resolve through harness.runtime.config."""
     resolved = ports.stack_ports()
     expected = {
         "KAFKA_PORT",

@@ -1,7 +1,7 @@
 """Platform tests for PostgreSQL: a row round trip, logical WAL for Debezium, the lab role.
 
 Every table has a unique name and is dropped afterwards. The server is reached only through
-`harness.services.pg_connect` (a missing server raises `ServiceUnavailable`).
+`harness.runtime.services.pg_connect` (a missing server raises `ServiceUnavailable`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import uuid
 
 from psycopg import sql
 
-from harness.config import endpoints
-from harness.services import pg_connect
+from harness.runtime.config import endpoints
+from harness.runtime.services import pg_connect
 
 
 def test_row_round_trip() -> None:

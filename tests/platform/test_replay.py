@@ -1,4 +1,4 @@
-"""Platform tests for `harness.replay`: a slice of the recording through the real Kafka broker.
+"""Platform tests for `harness.runtime.replay`: a slice of the recording through the real Kafka broker.
 
 Each test replays into its own topic (uuid name, deleted afterwards) and consumes it back with a
 fresh consumer group. Pacing is checked on the messages' own timestamps, never on wall time.
@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, KafkaError
 
-from harness.config import ROOT, endpoints
-from harness.data import load_snapshots, snapshot_rows
-from harness.replay import messages_for, replay
-from harness.services import ServiceUnavailable, kafka_admin, kafka_config
+from harness.runtime.config import ROOT, endpoints
+from harness.runtime.data import load_snapshots, snapshot_rows
+from harness.runtime.replay import messages_for, replay
+from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
 
 WAIT_S = 30.0
 
@@ -141,9 +141,19 @@ def test_bad_arguments_are_refused(snapshots):
 
 
 def test_command_line(topic):
-    """`python -m harness.replay` replays, prints a summary and exits 0."""
+    """`python -m harness.runtime.replay` replays, prints a summary and exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "harness.replay", "--speed", "0", "--limit", "3", "--topic", topic],
+        [
+            sys.executable,
+            "-m",
+            "harness.runtime.replay",
+            "--speed",
+            "0",
+            "--limit",
+            "3",
+            "--topic",
+            topic,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 submitted to the standalone cluster, where the driver and the executors are separate processes.
 
 Objects, tables and topics have unique names and are removed afterwards. Services are reached
-only through `harness.services` (a missing service raises `ServiceUnavailable`).
+only through `harness.runtime.services` (a missing service raises `ServiceUnavailable`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from harness.config import endpoints
-from harness.services import ServiceUnavailable, minio_client, pg_connect, port_open
-from harness.spark import spark_jars, spark_submit_command, spark_submit_conf
-from harness.stack.spark_cluster import SparkMaster, SparkWorker
+from harness.ops.stack.spark_cluster import SparkMaster, SparkWorker
+from harness.runtime.config import endpoints
+from harness.runtime.services import ServiceUnavailable, minio_client, pg_connect, port_open
+from harness.runtime.spark import spark_jars, spark_submit_command, spark_submit_conf
 
 ROWS = [
     {"icao24": "3c6444", "origin_country": "Germany", "velocity": 231.5},
@@ -95,7 +95,7 @@ def test_kafka_source_reads_a_topic(spark) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import NewTopic
 
-    from harness.services import kafka_admin, kafka_config
+    from harness.runtime.services import kafka_admin, kafka_config
 
     topic = f"platform_spark_{uuid.uuid4().hex[:10]}"
     admin = kafka_admin()
@@ -120,7 +120,7 @@ def test_kafka_source_reads_a_topic(spark) -> None:
 
 def test_spark_jars_missing_is_a_loud_error(monkeypatch, tmp_path) -> None:
     """Without the fetched jars the factory names the command that fetches them."""
-    import harness.spark as spark_module
+    import harness.runtime.spark as spark_module
 
     monkeypatch.setattr(spark_module, "SPARK_JARS_DIR", tmp_path)
     monkeypatch.setattr(spark_module, "jars_complete", lambda: False)

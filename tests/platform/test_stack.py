@@ -1,4 +1,4 @@
-"""Platform tests for the native stack manager (`python -m harness.stack`, behind `make up`,
+"""Platform tests for the native stack manager (`python -m harness.ops.stack`, behind `make up`,
 `make status`): idempotent `up`, the status table, port conflicts, stale pid files, verified jars.
 
 These tests never stop a running service (see test_stack_lifecycle.py for down/up cycles). Port
@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ROOT
-from harness.stack import manager
-from harness.stack.spark_cluster import SPARK_JARS_DIR, fetch_jars, jars_complete
+from harness.ops.stack import manager
+from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, fetch_jars, jars_complete
+from harness.runtime.config import ROOT
 
 SERVICES = [cls.name for cls in manager.SERVICE_CLASSES]
 
 
 def stack_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run `python -m harness.stack ARGS` as `make` does; returns the completed process."""
+    """Run `python -m harness.ops.stack ARGS` as `make` does; returns the completed process."""
     return subprocess.run(
-        [sys.executable, "-m", "harness.stack", *args],
+        [sys.executable, "-m", "harness.ops.stack", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -109,7 +109,7 @@ def test_port_taken_by_another_program_stops_before_starting_anything(tmp_path: 
 
 def test_stale_pid_file_is_not_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pid file naming a live process we did not start (pid reuse after a crash) is ignored."""
-    from harness.stack.spark_cluster import SparkMaster
+    from harness.ops.stack.spark_cluster import SparkMaster
 
     pid_file = tmp_path / "spark-master.pid"
     monkeypatch.setattr(SparkMaster, "pid_file", property(lambda self: pid_file))
@@ -162,7 +162,7 @@ def test_postgres_data_dir_reachable_by_the_postgres_user(tmp_path: Path) -> Non
     """As root, PostgreSQL runs as the `postgres` OS user; a stack folder that user cannot reach
     (under /root, mode 700) gets its data directory under /var/tmp, linked from .stack/data."""
     if os.geteuid() != 0:
-        from harness.stack.postgres import Postgres
+        from harness.ops.stack.postgres import Postgres
 
         assert Postgres().data_dir.parent.name == "data"
         return
@@ -178,7 +178,7 @@ def test_postgres_data_dir_reachable_by_the_postgres_user(tmp_path: Path) -> Non
             [
                 sys.executable,
                 "-c",
-                "from harness.services import pg_connect\n"
+                "from harness.runtime.services import pg_connect\n"
                 "print(pg_connect().execute('SHOW wal_level').fetchone()[0])",
             ],
             cwd=ROOT,

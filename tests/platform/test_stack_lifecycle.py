@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from harness.config import ROOT
-from harness.services import port_open
-from harness.stack import manager
+from harness.ops.stack import manager
+from harness.runtime.config import ROOT
+from harness.runtime.services import port_open
 
 CYCLED = os.environ.get("STACK_LIFECYCLE_SERVICES", "").split() or [
     cls.name for cls in manager.SERVICE_CLASSES
@@ -27,9 +27,9 @@ CYCLED = os.environ.get("STACK_LIFECYCLE_SERVICES", "").split() or [
 
 
 def stack_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m harness.stack ARGS` as `make` does."""
+    """Run `python -m harness.ops.stack ARGS` as `make` does."""
     return subprocess.run(
-        [sys.executable, "-m", "harness.stack", *args],
+        [sys.executable, "-m", "harness.ops.stack", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,7 +1,7 @@
 """Fixtures and helpers for Lab 01: the module under test, hand-made inputs, scratch names.
 
 Everything a test writes goes to names made for it (a MinIO prefix, a ClickHouse database, a
-PostgreSQL table) and is removed afterwards. Services come from `harness.services` only.
+PostgreSQL table) and is removed afterwards. Services come from `harness.runtime.services` only.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.config import ROOT
-from harness.data import RECORDING
 from harness.grading import lab_module, target_dir
-from harness.services import clickhouse_client, minio_client
-from harness.spark import spark_submit_command
+from harness.runtime.config import ROOT
+from harness.runtime.data import RECORDING
+from harness.runtime.services import clickhouse_client, minio_client
+from harness.runtime.spark import spark_submit_command
 
 LAB = "lab01_batch"
 MODULE = "batch_processor"

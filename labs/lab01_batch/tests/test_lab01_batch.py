@@ -24,9 +24,9 @@ from chispa.dataframe_comparer import DataFramesNotEqualError
 from chispa.schema_comparer import SchemasNotEqualError
 from psycopg import sql
 
-from harness.data import load_pandas
-from harness.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
-from harness.services import minio_client, pg_connect
+from harness.runtime.data import load_pandas
+from harness.runtime.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
+from harness.runtime.services import minio_client, pg_connect
 
 # 2021-10-07 12:00:00 UTC, the start of the shipped recording.
 T0 = 1633608000
@@ -109,7 +109,7 @@ def snapshot_line(fetch_time: int, states: list[list[Any]] | None) -> str:
 
 
 def rows_df(spark, rows: list[dict[str, Any]]):
-    """A DataFrame of flat rows with harness.schema.spark_row_schema()."""
+    """A DataFrame of flat rows with harness.runtime.schema.spark_row_schema()."""
     return spark.createDataFrame(
         [tuple(r[name] for name in ROW_FIELD_NAMES) for r in rows], spark_row_schema()
     )
@@ -227,7 +227,7 @@ def test_partA_reads_one_row_per_state_vector(mod, spark, tmp_path):
         rows_df(spark, expected),
         part="A",
         what="read_snapshots(...).rows",
-        hint="Read with harness.schema.spark_snapshot_schema(), explode `states`, take "
+        hint="Read with harness.runtime.schema.spark_snapshot_schema(), explode `states`, take "
         "fetch_time from the snapshot's `time` and cast each entry to spark_row_schema()'s type "
         "(a 17-entry state has no category: null). `states: null` means no aircraft.",
     )

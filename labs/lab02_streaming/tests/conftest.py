@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from harness.grading import lab_module
-from harness.replay import ensure_topic
-from harness.services import clickhouse_client, kafka_admin, minio_client, pg_connect
+from harness.runtime.replay import ensure_topic
+from harness.runtime.services import clickhouse_client, kafka_admin, minio_client, pg_connect
 
 TEST_BUCKET = "streaming-aggregations"
 TEST_PREFIX = "lab02-tests"

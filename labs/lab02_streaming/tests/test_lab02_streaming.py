@@ -27,10 +27,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from harness.config import ROOT
-from harness.data import load_snapshots, snapshot_rows
-from harness.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
-from harness.services import clickhouse_client, kafka_config, pg_connect
+from harness.runtime.config import ROOT
+from harness.runtime.data import load_snapshots, snapshot_rows
+from harness.runtime.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
+from harness.runtime.services import clickhouse_client, kafka_config, pg_connect
 
 T0 = 1709294400  # 2024-03-01 12:00:00 UTC, the start of a minute
 MINUTE = 60
@@ -39,7 +39,7 @@ STREAM_TIMEOUT_S = 240
 
 # ------------------------------------------------------------------ hand-made data
 def state(icao24: str, country: str, t: int, **fields: Any) -> dict[str, Any]:
-    """A flat row (harness.schema) at unix time `t`, with plain values unless overridden."""
+    """A flat row (harness.runtime.schema) at unix time `t`, with plain values unless overridden."""
     row: dict[str, Any] = {
         "fetch_time": t,
         "icao24": icao24,
@@ -70,7 +70,7 @@ def encode(doc: Any) -> str:
 
 
 def good(row: dict[str, Any]) -> tuple[str, str]:
-    """A (key, value) message as `harness.replay --mode state` sends it."""
+    """A (key, value) message as `harness.runtime.replay --mode state` sends it."""
     return row["icao24"], encode(row)
 
 
@@ -393,7 +393,7 @@ def test_partA_parses_state_vectors_with_the_schema(mod, spark) -> None:
         parsed.select(*ROW_FIELD_NAMES),
         expected,
         "Lab 02, part A: the parsed row fields differ from the messages' values (left: "
-        "yours, right: expected). Hint: from_json with harness.schema.spark_row_schema().",
+        "yours, right: expected). Hint: from_json with harness.runtime.schema.spark_row_schema().",
     )
 
 

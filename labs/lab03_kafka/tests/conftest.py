@@ -30,10 +30,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from harness.config import endpoints
-from harness.data import load_snapshots
 from harness.grading import lab_module
-from harness.services import ServiceUnavailable, kafka_admin, kafka_config
+from harness.runtime.config import endpoints
+from harness.runtime.data import load_snapshots
+from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
 
 WAIT_S = 30.0  # the bound on every wait for the broker
 

@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from harness.config import endpoints
-from harness.schema import state_to_row
+from harness.runtime.config import endpoints
+from harness.runtime.schema import state_to_row
 
 DAY_MS = 24 * 60 * 60 * 1000
 README = "labs/lab03_kafka/README.md"
 
 
 def flight(icao24: str, seq: int, **fields: Any) -> dict[str, Any]:
-    """One flat row (harness.schema) whose `last_contact` grows with `seq`."""
+    """One flat row (harness.runtime.schema) whose `last_contact` grows with `seq`."""
     t = 1_633_608_000 + seq * 10
     row = {
         "fetch_time": t,
@@ -163,7 +163,7 @@ def test_partB_producer_config_is_safe(kp):
         f"duplicate or reorder), got {conf.get('enable.idempotence')!r}."
     )
     assert conf.get("bootstrap.servers") == endpoints().kafka_bootstrap, (
-        f"Lab 03, part B: bootstrap.servers should come from harness.services.kafka_config() "
+        f"Lab 03, part B: bootstrap.servers should come from harness.runtime.services.kafka_config() "
         f"({endpoints().kafka_bootstrap!r}), got {conf.get('bootstrap.servers')!r}."
     )
     tuned = kp.producer_config(**{"linger.ms": 5})
@@ -553,7 +553,7 @@ def test_partD_collected_records_are_published(collector, opensky, topics, broke
     want = sorted(expected, key=lambda r: r["icao24"])
     assert got == want, (
         f"Lab 03, part D: the topic should hold one row per state vector "
-        f"(harness.schema.state_to_row(snapshot['time'], state)); expected {len(want)} rows, "
+        f"(harness.runtime.schema.state_to_row(snapshot['time'], state)); expected {len(want)} rows, "
         f"got {len(got)}; first expected {want[:1]}, first got {got[:1]}."
     )
     keys = {m.key().decode() if m.key() else None for m in messages}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.grading import lab_module
-from harness.services import clickhouse_client
+from harness.runtime.services import clickhouse_client
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from harness.schema import arrow_row_schema
+from harness.runtime.schema import arrow_row_schema
 
 # ------------------------------------------------------------------ the schema part A asks for
 COLUMNS: list[tuple[str, str]] = [
@@ -59,7 +59,7 @@ def unix(moment: datetime) -> int:
 
 
 def flight(icao24: str, country: str, when: datetime, **fields: Any) -> dict[str, Any]:
-    """One flat row (unix-second times, as harness.schema defines them) with plain defaults."""
+    """One flat row (unix-second times, as harness.runtime.schema defines them) with plain defaults."""
     row = {
         "fetch_time": unix(when),
         "icao24": icao24,
@@ -761,7 +761,7 @@ def test_partD_current_state_final_keeps_newest_version(mod, ch, scratch_db):
 @pytest.mark.points(3)
 def test_partD_load_shipped_recording(mod, ch, scratch_db):
     """The shipped recording loads in one insert: rows per country and time span as in its file."""
-    from harness.data import load_arrow
+    from harness.runtime.data import load_arrow
 
     recording = load_arrow()
     create_reference_table(ch, scratch_db, "flights_batch")

@@ -19,8 +19,8 @@ from typing import Any
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from harness.config import ROOT, endpoints, setting, stack
-from harness.services import ServiceUnavailable, kafka_config
+from harness.runtime.config import ROOT, endpoints, setting, stack
+from harness.runtime.services import ServiceUnavailable, kafka_config
 
 WAIT_S = 60.0  # the bound on every wait for Connect, Debezium and Kafka
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -198,7 +198,7 @@ def fill_placeholders(text: str) -> str:
     ep = endpoints()
     host, port = ep.pg_host, str(ep.pg_port)
     if stack() == "docker":
-        from harness.docker_stack import in_network_endpoints
+        from harness.ops.docker_stack import in_network_endpoints
 
         inside = in_network_endpoints()
         host, port = inside["pg_host"], inside["pg_port"]

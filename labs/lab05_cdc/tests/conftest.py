@@ -32,9 +32,9 @@ from cdc_support import (
 )
 from confluent_kafka import KafkaException
 
-from harness.config import endpoints
 from harness.grading import lab_module
-from harness.services import ServiceUnavailable, clickhouse_client, kafka_admin, pg_connect
+from harness.runtime.config import endpoints
+from harness.runtime.services import ServiceUnavailable, clickhouse_client, kafka_admin, pg_connect
 
 
 # ------------------------------------------------------------------ module under test, clients

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.grading import lab_module
-from harness.services import minio_client, s3_filesystem
+from harness.runtime.services import minio_client, s3_filesystem
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import requests
 from chispa import assert_df_equality
 from minio.error import S3Error
 
-from harness.data import load_snapshots
-from harness.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
+from harness.runtime.data import load_snapshots
+from harness.runtime.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
 
 HTTP_TIMEOUT = 10
 MiB = 1024 * 1024

@@ -3,7 +3,7 @@ own `bin/spark-class`, so `spark-submit --master spark://127.0.0.1:7077 ...` run
 executors in separate processes, as on a real cluster.
 
 Installing the master also fetches the extra jars Spark jobs need (Kafka source, s3a, JDBC driver,
-see infra/native/spark/pom.xml) into `.stack/jars/spark`; `harness.spark` hands them to drivers,
+see infra/native/spark/pom.xml) into `.stack/jars/spark`; `harness.runtime.spark` hands them to drivers,
 which ship them to executors.
 """
 
@@ -20,9 +20,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from harness.config import ROOT, STACK_DIR, setting
-from harness.services import port_open
-from harness.stack.base import JARS_DIR, Service, StackError, log
+from harness.ops.stack.base import JARS_DIR, Service, StackError, log
+from harness.runtime.config import ROOT, STACK_DIR, setting
+from harness.runtime.services import port_open
 
 SPARK_POM = ROOT / "infra" / "native" / "spark" / "pom.xml"
 SPARK_JARS_DIR = JARS_DIR / "spark"
@@ -267,7 +267,7 @@ class SparkWorker(Service):
         if not self.master.healthy():
             raise StackError(
                 f"{self.title} needs the Spark master at {self.master.endpoint}; start it first "
-                "(python -m harness.stack up spark-master)."
+                "(python -m harness.ops.stack up spark-master)."
             )
 
     def command(self) -> tuple[list[str], dict[str, str]]:

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from harness.config import ROOT, endpoints
-from harness.stack.spark_cluster import SPARK_JARS_DIR, jars_complete
+from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, jars_complete
+from harness.runtime.config import ROOT, endpoints
 
 # File-name prefixes of the jars a session cannot work without.
 REQUIRED_JARS = ("spark-sql-kafka-0-10_", "hadoop-aws-", "bundle-", "postgresql-")
@@ -27,7 +27,7 @@ def spark_jars() -> list[Path]:
         raise RuntimeError(
             f"Spark's extra jars are missing or incomplete in {SPARK_JARS_DIR} "
             f"(missing: {', '.join(missing) or 'a verified set'}). Fetch them with: make setup "
-            "(or: python -m harness.stack install spark-master)."
+            "(or: python -m harness.ops.stack install spark-master)."
         )
     return jars
 
@@ -47,7 +47,7 @@ def jar_conf(master: str | None = None) -> dict[str, str]:
     jars = spark_jars()
     if not _on_cluster(master):
         return {"spark.jars": ",".join(str(j) for j in jars)}
-    from harness.stack.spark_cluster import spark_home
+    from harness.ops.stack.spark_cluster import spark_home
 
     slf4j = sorted((spark_home() / "jars").glob("slf4j-api-*.jar"))
     classpath = ":".join(str(p) for p in [*slf4j, *jars])
@@ -113,7 +113,7 @@ def spark_submit_conf(master: str | None = None) -> list[str]:
     """`spark-submit` options (`--jars ...`/`--conf k=v ...`) equal to what `get_spark()` sets.
 
     `master` defaults to the standalone cluster (`SPARK_MASTER_URL`). In a shell:
-        spark-submit --master spark://127.0.0.1:7077 $(python -m harness.spark) job.py args
+        spark-submit --master spark://127.0.0.1:7077 $(python -m harness.runtime.spark) job.py args
     """
     master = master or endpoints().spark_master_url
     args: list[str] = []
@@ -133,7 +133,7 @@ def spark_submit_command(
     The environment points `SPARK_HOME` at PySpark in this venv (so it works without an activated
     venv) and makes the driver bind 127.0.0.1, as the cluster does.
     """
-    from harness.stack.spark_cluster import spark_home
+    from harness.ops.stack.spark_cluster import spark_home
 
     master = master or endpoints().spark_master_url
     home = spark_home()
@@ -151,5 +151,5 @@ def spark_submit_command(
 
 
 if __name__ == "__main__":
-    # For a shell: spark-submit --master spark://... $(python -m harness.spark [MASTER]) job.py
+    # For a shell: spark-submit --master spark://... $(python -m harness.runtime.spark [MASTER]) job.py
     print(" ".join(spark_submit_conf(sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -12,8 +12,8 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from harness.config import BUCKETS, endpoints, setting
-from harness.stack.base import BIN_DIR, Service, StackError, log
+from harness.ops.stack.base import BIN_DIR, Service, StackError, log
+from harness.runtime.config import BUCKETS, endpoints, setting
 
 MODULE = "github.com/minio/minio"
 # A pseudo-version of the MinIO module that builds with the Go toolchain of the lab machines.
@@ -109,7 +109,7 @@ class MinIO(Service):
 
     def after_start(self) -> None:
         """Create the lab's buckets (idempotent)."""
-        from harness.services import minio_client
+        from harness.runtime.services import minio_client
 
         client = minio_client()
         for bucket in BUCKETS:

@@ -1,8 +1,8 @@
 """`make reset`: stop the lab stack and wipe its data, so the next `make up` starts clean.
 
-    python -m harness.reset [--yes] [--start]
+    python -m harness.ops.reset [--yes] [--start]
 
-Asks first (or proceeds with `--yes` / `YES=1`). Native stack: runs `python -m harness.stack down`,
+Asks first (or proceeds with `--yes` / `YES=1`). Native stack: runs `python -m harness.ops.stack down`,
 then deletes `.stack/data` (every service's data; PostgreSQL's may be a symlink to
 /var/tmp/opensky-labs-*/postgres, whose target goes too) and `.stack/run` (pid and lock files).
 Downloads and builds are kept (`.stack/jars`, `.stack/bin`), and so are the logs. Docker stack:
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.config import ROOT, STACK_DIR, setting
+from harness.runtime.config import ROOT, STACK_DIR, setting
 
 DATA_ROOT = STACK_DIR / "data"
 RUN_DIR = STACK_DIR / "run"
@@ -28,7 +28,7 @@ TRUE = {"1", "y", "yes", "true"}
 
 
 def which_stack() -> str:
-    from harness.config import stack
+    from harness.runtime.config import stack
 
     try:
         return stack()
@@ -43,7 +43,7 @@ def confirmed(assume_yes: bool, what: str) -> bool:
     if not sys.stdin.isatty():
         print(
             f"reset would {what}.\nNot confirmed (no terminal to ask): run `make reset YES=1` "
-            "or `python -m harness.reset --yes`.",
+            "or `python -m harness.ops.reset --yes`.",
             file=sys.stderr,
         )
         return False
@@ -64,7 +64,7 @@ def _size(path: Path) -> int:
 
 def _safe_target(target: Path) -> bool:
     """A symlink target we may delete: inside the stack's folder, or the stack's own folder in the
-    temporary directory (`/var/tmp/opensky-labs-<hash>/<service>`, see harness/stack/postgres.py);
+    temporary directory (`/var/tmp/opensky-labs-<hash>/<service>`, see harness/ops/stack/postgres.py);
     never anything else."""
     target = target.resolve()
     if STACK_DIR.resolve() in target.parents:
@@ -133,11 +133,11 @@ def _module(*args: str) -> int:
 
 
 def reset_native(start: bool) -> int:
-    print("Stopping the native stack: python -m harness.stack down", flush=True)
-    rc = _module("harness.stack", "down")
+    print("Stopping the native stack: python -m harness.ops.stack down", flush=True)
+    rc = _module("harness.ops.stack", "down")
     if rc != 0:
         print(
-            f"`python -m harness.stack down` failed (exit {rc}); nothing was deleted. "
+            f"`python -m harness.ops.stack down` failed (exit {rc}); nothing was deleted. "
             "Look at its message above, then run `make reset` again.",
             file=sys.stderr,
         )
@@ -155,25 +155,25 @@ def reset_native(start: bool) -> int:
     kept = ", ".join(str(STACK_DIR / k) for k in KEPT if (STACK_DIR / k).exists())
     print(f"Stack data wiped ({freed / 2**20:,.0f} MiB freed). Kept: {kept or 'nothing else'}.")
     if start:
-        print("Starting a clean stack: python -m harness.stack up", flush=True)
-        return _module("harness.stack", "up")
+        print("Starting a clean stack: python -m harness.ops.stack up", flush=True)
+        return _module("harness.ops.stack", "up")
     print("Start a clean stack with: make up")
     return 0
 
 
 def reset_docker(start: bool) -> int:
     print("Removing the docker stack and its volumes: docker compose down --volumes", flush=True)
-    rc = _module("harness.docker_stack", "down-volumes")
+    rc = _module("harness.ops.docker_stack", "down-volumes")
     if rc != 0 or not start:
         if rc == 0:
             print("Docker stack and its data removed. Start a clean stack with: make up")
         return rc
-    return _module("harness.docker_stack", "up")
+    return _module("harness.ops.docker_stack", "up")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.reset",
+        prog="python -m harness.ops.reset",
         description="Stop the lab stack and delete its data (downloads are kept).",
     )
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask (same as YES=1)")

@@ -12,10 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness.config import ROOT, endpoints, setting
-from harness.services import port_open
-from harness.stack.base import JARS_DIR, Service, StackError, java
-from harness.stack.kafka import (
+from harness.ops.stack.base import JARS_DIR, Service, StackError, java
+from harness.ops.stack.kafka import (
     KafkaBroker,
     classpath,
     fetch_jars,
@@ -24,6 +22,8 @@ from harness.stack.kafka import (
     write_log4j2,
     write_properties,
 )
+from harness.runtime.config import ROOT, endpoints, setting
+from harness.runtime.services import port_open
 
 CONNECT_POM = ROOT / "infra" / "native" / "connect" / "pom.xml"
 DEBEZIUM_POM = ROOT / "infra" / "native" / "connect" / "debezium-postgres" / "pom.xml"

@@ -7,7 +7,7 @@
 - The pytest-docker fixtures (`docker_compose_file`, `docker_setup`, ...) point that plugin at our
   compose file and project; load this module as a plugin to use them when `STACK=docker`.
 
-Command line: `python -m harness.docker_stack up|down|status|config`.
+Command line: `python -m harness.ops.docker_stack up|down|status|config`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.config import ENV_FILE, ROOT, docker_engine_answers, setting
+from harness.runtime.config import ENV_FILE, ROOT, docker_engine_answers, setting
 
 COMPOSE_FILE = ROOT / "infra" / "docker-compose.yml"
 # Fixed project name: `make up STACK=docker`, pytest-docker and a hand-typed `docker compose`
@@ -49,7 +49,7 @@ _VARIABLE = re.compile(
 def substitute(text: str, lookup: dict[str, str] | None = None) -> str:
     """Replace `${VAR}` / `${VAR:-default}` / `${VAR-default}` in `text`; `$$` becomes `$`.
 
-    Values come from `lookup` if given, else from `harness.config.setting` (the environment, then
+    Values come from `lookup` if given, else from `harness.runtime.config.setting` (the environment, then
     `infra/.env`). An undefined variable without a default is an error, never an empty string.
     """
 
@@ -276,7 +276,7 @@ def docker_cleanup() -> list[str]:
 def main(argv: list[str]) -> int:
     commands = {"up", "down", "down-volumes", "status", "config"}
     if len(argv) != 1 or argv[0] not in commands:
-        print(f"usage: python -m harness.docker_stack {{{'|'.join(sorted(commands))}}}")
+        print(f"usage: python -m harness.ops.docker_stack {{{'|'.join(sorted(commands))}}}")
         return 2
     try:
         if argv[0] == "up":

@@ -1,4 +1,4 @@
-"""The native stack's command line: `python -m harness.stack install|up|down|status|restart [svc...]`.
+"""The native stack's command line: `python -m harness.ops.stack install|up|down|status|restart [svc...]`.
 
 - `install` fetches and builds everything, starts nothing; resumable, verifies what it downloads.
 - `up` starts what is not running (a dead process or a stale pid file is restarted), after checking
@@ -18,9 +18,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness import ports
-from harness.config import STACK_DIR, stack
-from harness.stack.base import (
+from harness.ops import ports
+from harness.ops.stack.base import (
     LOG_DIR,
     RUN_DIR,
     Service,
@@ -28,12 +27,13 @@ from harness.stack.base import (
     rss_bytes,
     terminate,
 )
-from harness.stack.clickhouse import ChdbServer
-from harness.stack.connect import KafkaConnect
-from harness.stack.kafka import KafkaBroker
-from harness.stack.minio import MinIO
-from harness.stack.postgres import Postgres
-from harness.stack.spark_cluster import SparkMaster, SparkWorker
+from harness.ops.stack.clickhouse import ChdbServer
+from harness.ops.stack.connect import KafkaConnect
+from harness.ops.stack.kafka import KafkaBroker
+from harness.ops.stack.minio import MinIO
+from harness.ops.stack.postgres import Postgres
+from harness.ops.stack.spark_cluster import SparkMaster, SparkWorker
+from harness.runtime.config import STACK_DIR, stack
 
 # Start order; `down` goes the other way. Connect needs Kafka and PostgreSQL, the worker the master.
 SERVICE_CLASSES: tuple[type[Service], ...] = (
@@ -261,14 +261,16 @@ def stack_lock():
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("Another `harness.stack` command is running; waiting for it…", flush=True)
+            print("Another `harness.ops.stack` command is running; waiting for it…", flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
 
 # ------------------------------------------------------------------ commands
-def install(names: list[str] | None = None) -> int:
+def install(names: list[str] | None = None, quiet: bool = False) -> int:
     services = select(names)
+    if quiet and all(service.installed() for service in services):
+        return 0
     progress = Progress(len(services))
     t_all = time.monotonic()
     with stack_lock(), tracked_stdout(progress):
@@ -468,7 +470,18 @@ def status(names: list[str] | None = None, header: bool = True) -> int:
 COMMANDS = {"install": install, "up": up, "down": down, "status": status, "restart": restart}
 
 
-def other_stack(command: str) -> int:
+def lab_services(lab: str, command: str) -> list[str]:
+    """The services lab `lab` declares; for `install`, also Spark's jars when the lab runs Spark."""
+    from harness.runtime.labs import find_lab
+
+    found = find_lab(lab)
+    names = list(found.services)
+    if command == "install" and found.spark:
+        names.append("spark-master")  # installing the master fetches the connector jars
+    return names
+
+
+def other_stack(command: str, names: list[str] | None = None) -> int:
     """STACK=docker drives docker compose; STACK=external has nothing for us to start."""
     if stack() == "external":
         print("STACK=external: the services run elsewhere (endpoints from the environment).")
@@ -476,13 +489,14 @@ def other_stack(command: str) -> int:
     if command == "install":
         print("STACK=docker: docker compose pulls and builds the images on `make up`.")
         return 0
-    from harness import docker_stack
+    from harness.ops import docker_stack
 
+    # The compose stack starts as a whole (its services are wired to each other by name).
     return docker_stack.main([{"restart": "up"}.get(command, command)])
 
 
 def status_external() -> int:
-    from harness.services import port_open, service_addresses
+    from harness.runtime.services import port_open, service_addresses
 
     down = [name for name, (h, p) in service_addresses().items() if not port_open(h, p)]
     for name, (host, port) in service_addresses().items():
@@ -492,7 +506,7 @@ def status_external() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.stack",
+        prog="python -m harness.ops.stack",
         description="The native lab stack: real servers as local processes on 127.0.0.1.",
     )
     parser.add_argument("command", choices=list(COMMANDS))
@@ -501,11 +515,25 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         help="postgres, minio, clickhouse, kafka, connect, spark-master, spark-worker (default: all)",
     )
+    parser.add_argument(
+        "--lab",
+        help="only what this lab needs (its labs/labNN_*/lab.toml): `up --lab 4` installs and starts it",
+    )
     args = parser.parse_args(argv)
+    names = args.services or None
+    if args.lab is not None:
+        try:
+            names = lab_services(args.lab, args.command)
+        except LookupError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 2
     if stack() != "native":
-        return other_stack(args.command)
+        return other_stack(args.command, names)
     try:
-        return COMMANDS[args.command](args.services or None)
+        if args.lab is not None and args.command == "up":
+            # A lab's run does its own set-up: only the services (and Spark jars) it needs.
+            install(lab_services(args.lab, "install"), quiet=True)
+        return COMMANDS[args.command](names)
     except StackError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)
         return 1

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.config import STACK_DIR
-from harness.services import port_open
+from harness.runtime.config import STACK_DIR
+from harness.runtime.services import port_open
 
 BIN_DIR = STACK_DIR / "bin"
 JARS_DIR = STACK_DIR / "jars"

@@ -18,8 +18,8 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from harness.config import STACK_DIR, endpoints
-from harness.stack.base import DATA_ROOT, Service, StackError, log, pid_alive
+from harness.ops.stack.base import DATA_ROOT, Service, StackError, log, pid_alive
+from harness.runtime.config import STACK_DIR, endpoints
 
 OS_USER = "postgres"  # the account Debian's package creates; only used when we are root
 SUPERUSER = "postgres"  # bootstrap superuser inside the cluster (trust over the unix socket only)

@@ -2,9 +2,9 @@
 
 The recording (`RECORDING`, see data/DATA.md) is gzipped JSON Lines: one `/api/states/all`
 snapshot `{"time": ..., "states": [[...], ...]}` per line. A *row* is one state vector as a dict
-with `fetch_time` (the snapshot's `time`) first — the schema of `harness.schema`.
+with `fetch_time` (the snapshot's `time`) first — the schema of `harness.runtime.schema`.
 
-    from harness.data import load_rows, validate_rows
+    from harness.runtime.data import load_rows, validate_rows
     report = validate_rows(load_rows())
     print(report.summary())          # rows in, kept, rejected by reason
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import DATA_DIR
-from harness.schema import ROW_FIELDS, arrow_row_schema, state_to_row
+from harness.runtime.config import DATA_DIR
+from harness.runtime.schema import ROW_FIELDS, arrow_row_schema, state_to_row
 
 RECORDING = DATA_DIR / "opensky_states_paris_switzerland_3h.json.gz"
 BAD_SAMPLE = DATA_DIR / "opensky_states_bad_sample.json"
@@ -146,7 +146,7 @@ def load_rows(path: Path | str = RECORDING) -> list[dict[str, Any]]:
 
 
 def load_arrow(path: Path | str = RECORDING):
-    """The rows as a pyarrow Table with `harness.schema.arrow_row_schema()`."""
+    """The rows as a pyarrow Table with `harness.runtime.schema.arrow_row_schema()`."""
     import pyarrow as pa
 
     rows, schema = load_rows(path), arrow_row_schema()

@@ -1,6 +1,6 @@
 """`make doctor`: is this machine ready for the labs? Every check says OK, WARN or FAIL, and how to fix it.
 
-    python -m harness.doctor [--thorough]
+    python -m harness.ops.doctor [--thorough]
 
 Checks: Python, Java (17+), Maven and Go (used by set-up), free disk and memory, whether a Docker
 engine answers (and so which stack `STACK=auto` picks), whether each port of the stack is free, ours
@@ -8,7 +8,7 @@ or taken by another program (named, with the variable that moves the lab's servi
 set-up steps are complete (venv packages, jars, the MinIO binary, PostgreSQL's server binaries).
 
 Exit code 1 when something blocks the labs (any FAIL), 0 otherwise (warnings included). Ports and
-folders come from `harness.config`, so environment overrides (POSTGRES_PORT=…, OPENSKY_STACK_DIR=…)
+folders come from `harness.runtime.config`, so environment overrides (POSTGRES_PORT=…, OPENSKY_STACK_DIR=…)
 are honoured.
 """
 
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import ports
-from harness.config import ROOT, STACK_DIR, docker_engine_answers, setting
+from harness.ops import ports
+from harness.runtime.config import ROOT, STACK_DIR, docker_engine_answers, setting
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "--"
 
@@ -100,7 +100,7 @@ def _strip_ansi(text: str) -> str:
 
 
 def native_stack() -> tuple[str, str | None]:
-    """(stack in use, error): the stack `harness.config` will pick, without raising."""
+    """(stack in use, error): the stack `harness.runtime.config` will pick, without raising."""
     chosen = setting("STACK", "auto").lower()
     if chosen == "auto":
         return ("docker" if docker_engine_answers() else "native"), None
@@ -718,7 +718,7 @@ def report(checks: Iterator[Check], out=sys.stdout) -> list[Check]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.doctor",
+        prog="python -m harness.ops.doctor",
         description="Check this machine for the labs; every problem comes with its fix.",
     )
     parser.add_argument(

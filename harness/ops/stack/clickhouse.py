@@ -2,7 +2,7 @@
 
 chDB locks its data directory to one process, so one server process owns it and every client
 (pytest, spark-submit'ed jobs, notebooks) talks to it with clickhouse-connect over HTTP, exactly as
-it would talk to clickhouse-server in the docker stack. See `harness/chdb_server.py`.
+it would talk to clickhouse-server in the docker stack. See `harness/ops/chdb_server.py`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from harness.config import ROOT, endpoints
-from harness.stack.base import Service, StackError, python
+from harness.ops.stack.base import Service, StackError, python
+from harness.runtime.config import ROOT, endpoints
 
 
 class ChdbServer(Service):
@@ -42,7 +42,7 @@ class ChdbServer(Service):
         argv = [
             python(),
             "-m",
-            "harness.chdb_server",
+            "harness.ops.chdb_server",
             "--host",
             self.host,
             "--port",

@@ -1,6 +1,6 @@
 """The grading harness as a pytest plugin: target choice, points, score table, results.json, spark.
 
-Registered from the root `conftest.py` (`pytest_plugins = ["harness.pytest_plugin"]`).
+Registered from the root `conftest.py` (`pytest_plugins = ["harness.grading.pytest_plugin"]`).
 """
 
 from __future__ import annotations
@@ -406,7 +406,7 @@ def _cancel_spark_work() -> None:
 @pytest.fixture(scope="session")
 def spark():
     """One local SparkSession for the whole test session."""
-    from harness.spark import get_spark
+    from harness.runtime.spark import get_spark
 
     session = get_spark("opensky-labs-tests")
     yield session
@@ -416,7 +416,7 @@ def spark():
 @pytest.fixture(scope="session", autouse=True)
 def _docker_stack(request: pytest.FixtureRequest) -> None:
     """With STACK=docker, pytest-docker brings the compose stack up (healthy) before any test."""
-    from harness.config import stack
+    from harness.runtime.config import stack
 
     if stack() == "docker":
         request.getfixturevalue("docker_services")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / "infra" / ".env"
 # Everything the native stack downloads, builds, writes and logs lives under this ignored folder.
 STACK_DIR = Path(os.environ.get("OPENSKY_STACK_DIR", ROOT / ".stack"))

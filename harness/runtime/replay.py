@@ -1,14 +1,14 @@
 """Replay a recording to Kafka as if OpenSky were being polled live.
 
-    python -m harness.replay                       # the shipped recording to raw_flights, 1x
-    python -m harness.replay --speed 60            # one minute of recording per second
-    python -m harness.replay --speed 0 --limit 30  # the first 30 snapshots, as fast as possible
-    python -m harness.replay --mode state          # one message per state vector, key = icao24
+    python -m harness.runtime.replay                       # the shipped recording to raw_flights, 1x
+    python -m harness.runtime.replay --speed 60            # one minute of recording per second
+    python -m harness.runtime.replay --speed 0 --limit 30  # the first 30 snapshots, as fast as possible
+    python -m harness.runtime.replay --mode state          # one message per state vector, key = icao24
 
 Snapshot mode (default) sends one message per snapshot, its value the snapshot JSON
 `{"time": ..., "states": [...]}` exactly as recorded, without a key. State mode sends one message
 per state vector, its value the flat row JSON (`fetch_time` + the 18 fields of
-`harness.schema`), its key the `icao24` (or none with `--key none`), so one aircraft's states
+`harness.runtime.schema`), its key the `icao24` (or none with `--key none`), so one aircraft's states
 stay in one partition, in order.
 
 Pacing: snapshot `time` t is sent `(t - t_first) / speed` seconds after the start; speed 0 sends
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TOPIC_RAW
-from harness.data import RECORDING, load_snapshots, snapshot_rows
-from harness.services import kafka_admin, kafka_config
+from harness.runtime.config import TOPIC_RAW
+from harness.runtime.data import RECORDING, load_snapshots, snapshot_rows
+from harness.runtime.services import kafka_admin, kafka_config
 
 MODES = ("snapshot", "state")
 KEYS = ("icao24", "none")
@@ -187,7 +187,7 @@ def _produce(producer, topic: str, key: bytes | None, value: bytes, on_delivery)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.replay", description=__doc__.split("\n\n")[0]
+        prog="python -m harness.runtime.replay", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--path", type=Path, default=RECORDING, help="recording (JSON Lines, .gz ok)"

@@ -16,9 +16,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from harness.config import setting
+from harness.runtime.config import setting
 
-# Every TCP port of the native stack, by service (names as in `python -m harness.stack`): the
+# Every TCP port of the native stack, by service (names as in `python -m harness.ops.stack`): the
 # variable of infra/.env (or the environment) that sets it. The first one is the service's main port.
 PORT_VARIABLES: dict[str, tuple[str, ...]] = {
     "postgres": ("POSTGRES_PORT",),

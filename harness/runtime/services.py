@@ -1,4 +1,4 @@
-"""Clients for every service, built from `harness.config` — never from literals.
+"""Clients for every service, built from `harness.runtime.config` — never from literals.
 
 A service that does not answer raises `ServiceUnavailable`, whose message names the service and
 the command that starts it. Tests turn that into a loud error, never a skip.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from harness.config import endpoints, stack
+from harness.runtime.config import endpoints, stack
 
 START_COMMANDS = {
     "native": "make up",

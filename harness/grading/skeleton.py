@@ -4,8 +4,8 @@ Each block between `# BEGIN SOLUTION` (or `# BEGIN SOLUTION (part B)`) and `# EN
 `raise NotImplementedError("Lab NN, part B: clean() — see labs/labNN_x/README.md")`; everything
 outside the markers (imports, signatures, docstrings, given helpers, comments) is kept.
 
-    python -m harness.skeleton generate [--solutions solutions] [--labs labs] [--force]
-    python -m harness.skeleton check    [--solutions solutions] [--labs labs]
+    python -m harness.grading.skeleton generate [--solutions solutions] [--labs labs] [--force]
+    python -m harness.grading.skeleton check    [--solutions solutions] [--labs labs]
 
 Exit codes: 0 ok; 1 `check` found drift (or `generate` kept a file with a student's edits);
 2 a marker error (unpaired, nested, malformed, outside a function), with file and line numbers.
@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import ROOT
+from harness.runtime.config import ROOT
 
 LAB_DIR = re.compile(r"^lab(\d+)_\w+$")
 BEGIN = re.compile(
@@ -266,7 +266,7 @@ def generate(solutions: Path, labs: Path, force: bool = False) -> int:
     for target in kept:
         print(
             f"    kept  {_show(target)}: it has edits (someone's lab work); "
-            f"`python -m harness.skeleton generate --force` overwrites it"
+            f"`python -m harness.grading.skeleton generate --force` overwrites it"
         )
     print(f"{len(rendered)} skeleton(s) from {_show(solutions)}; {len(kept)} kept with edits.")
     return 1 if kept else 0
@@ -306,7 +306,7 @@ def check(solutions: Path, labs: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.skeleton", description=__doc__.split("\n")[0]
+        prog="python -m harness.grading.skeleton", description=__doc__.split("\n")[0]
     )
     parser.add_argument("command", choices=["generate", "check"])
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")

@@ -13,7 +13,7 @@ parameters, `INSERT ... FORMAT <fmt>` with the data in the body (chunked or not,
 compressed with lz4, zstd, gzip or deflate), errors as `Code: N. DB::Exception: ...` with the
 `X-ClickHouse-Exception-Code` header, and the `X-ClickHouse-*` response headers clients read.
 
-Run it with `python -m harness.chdb_server` (the native stack does: `make up`).
+Run it with `python -m harness.ops.chdb_server` (the native stack does: `make up`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import chdb.session
 
-from harness.config import STACK_DIR, endpoints
+from harness.runtime.config import STACK_DIR, endpoints
 
 # URL parameters that steer the HTTP layer; everything else that is not a `param_` binding is a
 # ClickHouse setting, applied with SET for the duration of the request.
