@@ -31,6 +31,7 @@ endif
 
 .PHONY: help setup venv install up down status restart reset doctor $(LAB_TARGETS) \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
+        check-wrong-answers \
         bench lint clean
 
 help: ## list the commands
@@ -90,6 +91,9 @@ check-skeletons: venv ## fail when committed labs/ differ from what solutions/ g
 
 check-tests: up ## fail when any graded test passes on the pristine skeletons
 	@$(PY) -m harness.grading.bite
+
+check-wrong-answers: up ## every wrong answer (labs/*/tests/wrong_answers/*.patch) must lose points (LABS="3 4")
+	@$(PY) -m harness.grading.wrong_answers $(LABS) --json $(REPORTS)/wrong-answers.json
 
 test-platform: up ## the platform's own tests (stack, data, harness, compose file)
 	@$(PYTEST) $(PLATFORM_TESTS) -q
