@@ -4,14 +4,20 @@
   unchanged containers alone) and waits until every service's healthcheck passes.
 - `compose_model()` reads the compose file with `${VAR}` substituted from the environment and
   `infra/.env`, the way `docker compose` does it — the static tests use it, no engine needed.
+- `compose_config()` asks Compose itself: `tools/compose-check` (a small Go program on compose-go,
+  the library inside `docker compose`) loads, interpolates, validates and normalises the file and
+  returns the model `docker compose config` prints. Built on first use into `.stack/bin/`, cached.
 - The pytest-docker fixtures (`docker_compose_file`, `docker_setup`, ...) point that plugin at our
   compose file and project; load this module as a plugin to use them when `STACK=docker`.
 
-Command line: `python -m harness.ops.docker_stack up|down|status|config`.
+Command line: `python -m harness.ops.docker_stack up|down|down-volumes|status|config`
+(`config` prints Compose's own model of the file, checked, as JSON).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -24,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.runtime.config import ENV_FILE, ROOT, docker_engine_answers, setting
+from harness.runtime.config import ENV_FILE, ROOT, STACK_DIR, docker_engine_answers, setting
 
 COMPOSE_FILE = ROOT / "infra" / "docker-compose.yml"
 # Fixed project name: `make up STACK=docker`, pytest-docker and a hand-typed `docker compose`
@@ -134,6 +140,63 @@ def in_network_endpoints() -> dict[str, str]:
         "clickhouse_port": str(env["CLICKHOUSE_PORT"]),
         "spark_master_url": str(env["SPARK_MASTER_URL"]),
     }
+
+
+# ---------------------------------------------------------------- Compose's own model (compose-go)
+COMPOSE_CHECK_SRC = ROOT / "tools" / "compose-check"
+COMPOSE_CHECK_FILES = ("go.mod", "go.sum", "main.go")
+
+
+def compose_checker() -> Path:
+    """The `compose-check` binary, built with `go build` when its sources changed (else cached).
+
+    The binary's name carries a digest of its sources, so an edit rebuilds it and an old build is
+    never used by mistake. Needs Go (a prerequisite of the native stack too).
+    """
+    digest = hashlib.sha256()
+    for name in COMPOSE_CHECK_FILES:
+        digest.update((COMPOSE_CHECK_SRC / name).read_bytes())
+    binary = STACK_DIR / "bin" / f"compose-check-{digest.hexdigest()[:12]}"
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if not go:
+        raise DockerStackError(
+            "Go is needed to build tools/compose-check (Compose's own loader, compose-go): "
+            "install Go 1.24 or newer (https://go.dev/doc/install), then run this again."
+        )
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(binary.name + ".partial")
+    result = subprocess.run(
+        [go, "build", "-trimpath", "-o", str(partial), "."],
+        cwd=COMPOSE_CHECK_SRC,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise DockerStackError(f"building tools/compose-check failed:\n{result.stderr[-4000:]}")
+    for old in binary.parent.glob("compose-check-*"):
+        if old != partial:
+            old.unlink(missing_ok=True)
+    partial.rename(binary)
+    return binary
+
+
+def compose_config(path: Path = COMPOSE_FILE, strict: bool = True) -> dict[str, Any]:
+    """`docker compose config` without Docker: the file as Compose loads it, or DockerStackError.
+
+    Compose's loader checks the file against the compose-spec schema and its own consistency
+    rules (services, volumes and networks that are named must exist, ports and durations must
+    parse) and substitutes `${VAR}` from the environment, then `infra/.env`; `strict` makes a
+    variable set nowhere an error (Compose itself only warns and substitutes "").
+    """
+    argv = [str(compose_checker()), "--env-file", str(ENV_FILE), "-f", str(path)]
+    argv += ["-p", PROJECT_NAME] + (["--strict"] if strict else [])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if result.returncode != 0:
+        raise DockerStackError(f"Compose rejects {path}:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
 
 
 # ---------------------------------------------------------------- running docker compose
@@ -289,7 +352,7 @@ def main(argv: list[str]) -> int:
         elif argv[0] == "status":
             print(docker_stack_status())
         else:
-            print(yaml.safe_dump(compose_model(), sort_keys=False))
+            print(json.dumps(compose_config(), indent=2))
     except DockerStackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

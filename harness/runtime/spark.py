@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, jars_complete
-from harness.runtime.config import ROOT, endpoints
+from harness.runtime.config import ROOT, endpoints, setting
 
 # File-name prefixes of the jars a session cannot work without.
 REQUIRED_JARS = ("spark-sql-kafka-0-10_", "hadoop-aws-", "bundle-", "postgresql-")
@@ -63,8 +63,12 @@ def spark_conf(master: str | None = None) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": "1g",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
+        # Executors call the driver back at this address: 127.0.0.1 on the host; a container's
+        # name inside the docker stack (SPARK_DRIVER_HOST=jupyter in infra/docker-compose.yml).
+        "spark.driver.host": setting("SPARK_DRIVER_HOST", "127.0.0.1"),
+        "spark.driver.bindAddress": setting(
+            "SPARK_DRIVER_BIND_ADDRESS", setting("SPARK_DRIVER_HOST", "127.0.0.1")
+        ),
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         # s3a:// is the lab's MinIO: path-style buckets, plain HTTP, local credentials.

@@ -8,8 +8,10 @@ stack's, versions and credentials only from `infra/.env`, and the seed's names i
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -399,13 +401,136 @@ def test_substitution_follows_compose_rules():
         sub("${UNSET}", values)
 
 
-# ---------------------------------------------------------------- docker compose itself
-@pytest.mark.skipif(
-    not docker_stack.compose_plugin_available(),
-    reason="the `docker compose` command is not installed (it validates without an engine)",
-)
-def test_docker_compose_accepts_the_file():
-    """`docker compose config -q` (no engine needed) validates the file against the spec."""
-    args = docker_stack.compose_args() + ["config", "--quiet"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=Path.home())
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stderr}"
+# ---------------------------------------------------------------- Compose's own model
+# `docker compose config` without Docker: tools/compose-check runs compose-go, the loader inside
+# `docker compose` (schema validation, interpolation, consistency checks, normalisation).
+
+
+@pytest.fixture(scope="module")
+def real_model() -> dict[str, Any]:
+    """The compose file as Compose itself loads it (a variable set nowhere is an error)."""
+    return docker_stack.compose_config(strict=True)
+
+
+def test_compose_accepts_the_file(real_model):
+    """Compose's loader accepts infra/docker-compose.yml with infra/.env, every variable set."""
+    assert real_model["name"] == docker_stack.PROJECT_NAME
+    assert set(real_model["services"]) == set(expected_host_ports()) | {"minio-init"}
+
+
+def test_compose_check_catches_what_compose_refuses(tmp_path):
+    """The checker bites: a port out of range, a schema error and an unset variable each fail."""
+    broken = {
+        "port": 'services:\n  a:\n    image: "busybox:1.37.0"\n    ports: ["127.0.0.1:99999:1"]\n',
+        "schema": 'services:\n  a:\n    image: "busybox:1.37.0"\n    healthcheck: {test: 3}\n',
+        "variable": 'services:\n  a:\n    image: "busybox:${OPENSKY_SURELY_UNSET_TAG}"\n',
+    }
+    for kind, text in broken.items():
+        path = tmp_path / f"{kind}.yml"
+        path.write_text(text)
+        with pytest.raises(DockerStackError, match="Compose rejects"):
+            docker_stack.compose_config(path)
+
+
+def test_python_reader_agrees_with_compose(real_model, services):
+    """harness.ops.docker_stack reads the file as Compose does: images, ports, environments."""
+    for name, svc in real_model["services"].items():
+        mine = services[name]
+        assert svc["image"] == mine["image"], f"{name}: image differs from Compose's reading"
+        theirs = sorted(
+            f"{p['host_ip']}:{p['published']}:{p['target']}" for p in svc.get("ports", [])
+        )
+        assert theirs == sorted(mine.get("ports", [])), f"{name}: ports differ"
+        env = {k: str(v) for k, v in (mine.get("environment") or {}).items()}
+        assert (svc.get("environment") or {}) == env, f"{name}: environment differs"
+
+
+def test_clickhouse_image_is_the_native_engine_version():
+    """Docker's clickhouse-server runs the engine release chDB embeds (same year.month.patch)."""
+    import chdb
+
+    engine = chdb.engine_version.split(".")[:3]
+    image = setting("CLICKHOUSE_VERSION").split(".")
+    assert len(image) == 4 and all(p.isdigit() for p in image), (
+        f"CLICKHOUSE_VERSION={setting('CLICKHOUSE_VERSION')} is not an exact release (YY.M.P.B)"
+    )
+    assert image[:3] == engine, (
+        f"clickhouse-server {'.'.join(image)} but chDB runs ClickHouse {chdb.engine_version}: "
+        "Lab 04/05 SQL (EXPLAIN text, engine_full) would be checked on two engines"
+    )
+
+
+def test_image_tags_are_exact_releases():
+    """No branch tag that moves (`15`, `25.8`, `3.11-slim`): every version names one release."""
+    exact = {
+        "POSTGRES_VERSION": r"\d+\.\d+(-[a-z]+)?",
+        "CLICKHOUSE_VERSION": r"\d+\.\d+\.\d+\.\d+",
+        "KAFKA_VERSION": r"\d+\.\d+\.\d+",
+        "DEBEZIUM_VERSION": r"\d+\.\d+\.\d+\.Final",
+        "SPARK_VERSION": r"\d+\.\d+\.\d+",
+        "PYTHON_IMAGE_TAG": r"\d+\.\d+\.\d+-slim-[a-z]+",
+        "MINIO_IMAGE_TAG": r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+        "MINIO_MC_IMAGE_TAG": r"RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ",
+    }
+    for key, pattern in exact.items():
+        assert re.fullmatch(pattern, setting(key)), f"{key}={setting(key)} is not an exact release"
+    # The lab image's Python is the one this repository runs on (same minor version).
+    import sys
+
+    minor = ".".join(setting("PYTHON_IMAGE_TAG").split(".")[:2])
+    assert minor == f"{sys.version_info.major}.{sys.version_info.minor}", (
+        f"PYTHON_IMAGE_TAG={setting('PYTHON_IMAGE_TAG')}, the venv runs Python "
+        f"{sys.version_info.major}.{sys.version_info.minor}"
+    )
+
+
+def test_spark_executors_find_the_jars_where_the_driver_puts_them(real_model):
+    """On the docker cluster the driver (jupyter) gives executors a class path under /workspace:
+    the worker mounts the same repository there, so those jars and the harness exist for them."""
+    services = real_model["services"]
+
+    def repo_mount(name: str) -> str | None:
+        for volume in services[name].get("volumes", []):
+            if volume["type"] == "bind" and Path(volume["source"]) == docker_stack.ROOT:
+                return volume["target"]
+        return None
+
+    driver_root = repo_mount("jupyter")
+    assert driver_root == "/workspace"
+    assert repo_mount("spark-worker") == driver_root, (
+        "spark-worker must mount the repository at the driver's path: executors get "
+        f"spark.executor.extraClassPath={driver_root}/.stack/jars/spark/*.jar"
+    )
+    assert services["spark-worker"]["environment"].get("PYTHONPATH") == driver_root
+    env = services["jupyter"]["environment"]
+    assert env["SPARK_DRIVER_HOST"] == "jupyter", "executors call the driver back by this name"
+    assert env["CLICKHOUSE_S3_ENDPOINT"] == "http://minio:9000", (
+        "ClickHouse resolves s3() URLs in its own container: MinIO is `minio` there"
+    )
+
+
+def test_driver_address_comes_from_the_environment(monkeypatch):
+    """harness.runtime.spark uses SPARK_DRIVER_HOST (127.0.0.1 on the host, `jupyter` inside)."""
+    from harness.runtime.spark import spark_conf
+
+    assert spark_conf()["spark.driver.host"] == "127.0.0.1"
+    monkeypatch.setenv("SPARK_DRIVER_HOST", "jupyter")
+    conf = spark_conf()
+    assert (conf["spark.driver.host"], conf["spark.driver.bindAddress"]) == ("jupyter", "jupyter")
+
+
+def test_docker_stack_install_fetches_the_hosts_spark_jars():
+    """`make setup STACK=docker` still installs what the host runs: PySpark's connector jars."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.ops.stack", "install"],
+        cwd=docker_stack.ROOT,
+        env={**os.environ, "STACK": "docker"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Spark master" in result.stdout, f"Spark's jars were not installed:\n{result.stdout}"
+    from harness.ops.stack.spark_cluster import jars_complete
+
+    assert jars_complete()

@@ -481,17 +481,32 @@ def lab_services(lab: str, command: str) -> list[str]:
     return names
 
 
-def other_stack(command: str, names: list[str] | None = None) -> int:
-    """STACK=docker drives docker compose; STACK=external has nothing for us to start."""
+# What the host needs when the servers run elsewhere: tests, labs and notebooks run PySpark on the
+# host (local[2]) whichever stack serves Kafka, S3 and the databases, so Spark's jars are fetched.
+HOST_SIDE_SERVICES = ["spark-master"]
+
+
+def other_stack(command: str, names: list[str] | None = None, lab: str | None = None) -> int:
+    """STACK=docker drives docker compose; STACK=external has nothing for us to start.
+
+    Either way the host-side set-up (Spark's connector jars) is done by `install`, and by
+    `up --lab N` for a lab that runs Spark, as on the native stack.
+    """
+    if command == "install" or (command == "up" and lab is not None):
+        wanted = HOST_SIDE_SERVICES if lab is None else lab_services(lab, "install")
+        host_side = [n for n in HOST_SIDE_SERVICES if n in wanted]
+        if host_side:
+            install(host_side, quiet=command == "up")
+        if command == "install":
+            print(f"STACK={stack()}: the servers themselves come from `make up`.")
+            return 0
     if stack() == "external":
         print("STACK=external: the services run elsewhere (endpoints from the environment).")
-        return 0 if command in ("install", "up", "down", "restart") else status_external()
-    if command == "install":
-        print("STACK=docker: docker compose pulls and builds the images on `make up`.")
-        return 0
+        return 0 if command in ("up", "down", "restart") else status_external()
     from harness.ops import docker_stack
 
-    # The compose stack starts as a whole (its services are wired to each other by name).
+    # The compose stack starts as a whole (its services are wired to each other by name), also
+    # for `up --lab N`: a lab's services are a subset of it.
     return docker_stack.main([{"restart": "up"}.get(command, command)])
 
 
@@ -528,7 +543,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 2
     if stack() != "native":
-        return other_stack(args.command, names)
+        try:
+            return other_stack(args.command, names, args.lab)
+        except StackError as exc:
+            print(f"\nERROR: {exc}", file=sys.stderr)
+            return 1
     try:
         if args.lab is not None and args.command == "up":
             # A lab's run does its own set-up: only the services (and Spark jars) it needs.
