@@ -4,9 +4,13 @@
     python -m harness.grading.grade --submissions subs/     # -> reports/grades.csv
                                                             #    + reports/<student>/results.json
 
-Each subfolder of `--submissions` is one student: a repository root (holding labs/) or a copy of
-labs/ itself. Each student runs in their own pytest process, so one student's broken code never
-stops the others. Arguments after `--` go to pytest.
+Each entry of `--submissions` is one student: a folder, a git repository (`--tag`) or a zip, in
+any layout `harness.grading.sources` reads. Each lab of each student is graded in its own process
+from a scratch folder (`harness.grading.isolation`): a read-only copy of the instructor's tests,
+the student's edited files only, the bubblewrap sandbox when available, time/memory/process
+limits. A submission caught importing or reading the reference, writing into the tests or
+patching pytest or the harness scores 0 for that lab and is flagged in the `integrity` column.
+Arguments after `--` go to pytest.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import tempfile
 from pathlib import Path
 
+from harness.grading import isolation, sandbox, sources
 from harness.grading.results import (
     LAB_DIR,
+    GradedTest,
+    RunInfo,
     fmt_points,
     lab_totals,
     render_table,
@@ -26,6 +34,8 @@ from harness.grading.results import (
 )
 from harness.grading.runner import QUIET, Suite, find_suites, run_suites
 from harness.runtime.config import ROOT
+
+CSV_FIELDS = ["student", "lab", "score", "max", "integrity", "note"]
 
 
 def student_labs_dir(folder: Path) -> Path:
@@ -78,11 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="default: reports/")
     parser.add_argument("--labs", nargs="*", help="only these labs (numbers or folder names)")
     parser.add_argument("--tests-root", type=Path, default=ROOT / "labs", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", help="git submissions: grade this tag, commit or deadline date")
     parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=3600.0,
-        help="seconds one student's whole run may take (default 3600)",
+        "--time-limit", type=float, default=1800.0, help="seconds per lab (default 1800)"
+    )
+    parser.add_argument("--memory-mb", type=float, default=6144.0, help="MB per lab (default 6144)")
+    parser.add_argument(
+        "--max-processes", type=int, default=1024, help="processes+threads per lab (sandbox)"
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bubblewrap: auto (when available; the report says when not), on (required), off",
     )
     args = parser.parse_args(argv)
     suites = find_suites(args.tests_root, args.labs)
@@ -104,40 +122,114 @@ def main(argv: list[str] | None = None) -> int:
         print(f"results.json: {args.out / 'results.json'}")
         return 0
 
-    rows: list[tuple[str, str, str, str]] = []
-    folders = students(args.submissions)
-    if not folders:
-        print(f"no student folders under {args.submissions}", file=sys.stderr)
-        return 2
-    for index, folder in enumerate(folders, start=1):
-        out = args.out / folder.name
-        out.mkdir(parents=True, exist_ok=True)
-        log = out / "pytest.log"
-        log.unlink(missing_ok=True)
-        labs_dir = student_labs_dir(folder).resolve()
-        print(f"[{index}/{len(folders)}] {folder.name} ({labs_dir})", flush=True)
-        totals, _ = grade_copy(
-            suites,
-            out,
+    return grade_submissions(args, suites, extra)
+
+
+def grade_student(
+    labs_dir: Path,
+    suites: list[Suite],
+    args: argparse.Namespace,
+    extra: list[str],
+    log: Path,
+) -> tuple[list[GradedTest], RunInfo]:
+    """Every lab of one submission, each in its own isolated process; the merged results."""
+    course_root = args.tests_root.resolve().parent
+    limits = isolation.Limits(args.time_limit, args.memory_mb, args.max_processes)
+    use = {"auto": None, "on": True, "off": False}[args.sandbox]
+    merged: list[GradedTest] = []
+    info = RunInfo(labs_dir=str(labs_dir))
+    info.complete = True
+    for suite in suites:
+        tests, one = isolation.grade_lab(
+            suite.lab,
             labs_dir,
+            course_root=course_root,
+            protect=[args.submissions],
+            limits=limits,
+            use_sandbox=use,
             extra=QUIET + extra,
-            cwd=cwd,
             log=log,
-            time_limit=args.time_limit,
         )
-        for lab, (score, possible) in totals.items():
-            rows.append((folder.name, lab, fmt_points(score), fmt_points(possible)))
-        summary = ", ".join(
-            f"{LAB_DIR.match(lab).group(1)}: {fmt_points(s)}/{fmt_points(m)}"
-            for lab, (s, m) in totals.items()
+        merged += tests
+        info.complete &= one.complete
+        info.execution_time += one.execution_time
+        info.collection_errors += one.collection_errors
+        info.integrity += [f"{suite.lab}: {finding}" for finding in one.integrity]
+        info.skipped_files += one.skipped_files
+        info.sandbox = one.sandbox
+        if one.note:
+            info.note = "; ".join(filter(None, [info.note, f"{suite.lab}: {one.note}"]))
+    return merged, info
+
+
+def grade_submissions(args: argparse.Namespace, suites: list[Suite], extra: list[str]) -> int:
+    edit = {s.lab: isolation.edit_files(args.tests_root, s.lab) for s in suites}
+    found = sandbox.availability()
+    if args.sandbox == "on" and not found.ok:
+        print(f"the sandbox is required (--sandbox on) but not available: {found.reason}")
+        return 2
+    if args.sandbox == "off" or not found.ok:
+        why = "turned off (--sandbox off)" if args.sandbox == "off" else found.reason
+        print(
+            f"SANDBOX NOT AVAILABLE: {why}. Submissions run unsandboxed, with the integrity "
+            "guard only (scratch copy, import and file checks)."
         )
-        print(f"    {summary}", flush=True)
+    else:
+        print(f"sandbox: {found.reason}")
+    rows: list[dict[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="submissions-") as scratch:
+        entries = sources.collect(args.submissions, Path(scratch), edit, args.tag)
+        if not entries:
+            print(f"no submissions under {args.submissions}", file=sys.stderr)
+            return 2
+        for index, entry in enumerate(entries, start=1):
+            if entry.labs is None:
+                print(f"[{index}/{len(entries)}] {entry.student}: NOT GRADED: {entry.problem}")
+                rows.append(
+                    dict(
+                        student=entry.student,
+                        lab="",
+                        score="",
+                        max="",
+                        integrity="",
+                        note=entry.problem,
+                    )
+                )
+                continue
+            out = args.out / entry.student
+            out.mkdir(parents=True, exist_ok=True)
+            log = out / "pytest.log"
+            log.unlink(missing_ok=True)
+            print(f"[{index}/{len(entries)}] {entry.student} ({entry.kind})", flush=True)
+            tests, info = grade_student(entry.labs, suites, args, extra, log)
+            table = render_table(tests, info)
+            write_json(out / "results.json", to_gradescope(tests, info, output=table))
+            totals = lab_totals(tests)
+            for suite in suites:
+                score, possible = totals.get(suite.lab, (0.0, 0.0))
+                flags = [f.split(": ", 1)[1] for f in info.integrity if f.startswith(suite.lab)]
+                rows.append(
+                    dict(
+                        student=entry.student,
+                        lab=suite.lab,
+                        score=fmt_points(score),
+                        max=fmt_points(possible),
+                        integrity="; ".join(flags),
+                        note=entry.kind,
+                    )
+                )
+            summary = ", ".join(
+                f"{LAB_DIR.match(lab).group(1)}: {fmt_points(s)}/{fmt_points(m)}"
+                for lab, (s, m) in totals.items()
+            )
+            flagged = " INTEGRITY FLAG" if info.integrity else ""
+            print(f"    {summary}{flagged}", flush=True)
     csv_path = args.out / "grades.csv"
     with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student", "lab", "score", "max"])
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(folders)} student(s) graded: {csv_path}")
+    print(f"{len(entries)} submission(s): {csv_path}")
     return 0
 
 

@@ -71,6 +71,7 @@ class GradedTest:
     location: str = ""
     duration: float = 0.0
     import_error: bool = False
+    integrity: str = ""  # why the grader flagged this run (the test then scores 0)
 
     @property
     def name(self) -> str:
@@ -78,7 +79,7 @@ class GradedTest:
 
     @property
     def earned(self) -> float:
-        return self.points if self.status == PASSED else 0.0
+        return self.points if self.status == PASSED and not self.integrity else 0.0
 
     @property
     def lab_number(self) -> str:
@@ -106,6 +107,9 @@ class RunInfo:
     execution_time: float = 0.0
     note: str = ""
     collection_errors: list[dict[str, str]] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)  # findings of the grading guard
+    sandbox: str = ""  # how the run was sandboxed, or why it was not
+    skipped_files: list[str] = field(default_factory=list)
 
 
 def lab_of(path: Path | str) -> str:
@@ -169,9 +173,13 @@ def _row(label: str, items: list[GradedTest], width: int) -> str:
 
 def _lab_notes(items: list[GradedTest]) -> list[str]:
     notes: list[str] = []
+    flagged = next((t for t in items if t.integrity), None)
+    if flagged is not None:
+        notes.append(f"INTEGRITY: {flagged.integrity} (the lab scores 0)")
     broken = next((t for t in items if t.import_error), None)
     if broken is not None:
-        notes.append(broken.message.splitlines()[0])
+        lines = [line for line in broken.message.splitlines() if not line.startswith("Integrity:")]
+        notes.append(lines[0] if lines else broken.message)
     crashed = [t for t in items if t.status == CRASHED]
     if crashed:
         notes.append(
@@ -207,6 +215,8 @@ def render_table(tests: list[GradedTest], info: RunInfo | None = None) -> str:
         )
         if info.note:
             lines.append(f"! {info.note}")
+        if info.sandbox.startswith("NOT"):
+            lines.append(f"! {info.sandbox}")
     return "\n".join(lines)
 
 
@@ -221,7 +231,7 @@ def to_gradescope(
     entries = []
     for test in tests:
         numbers[test.lab] = numbers.get(test.lab, 0) + 1
-        message = test.message if test.status != PASSED else ""
+        message = test.message if test.status != PASSED or test.integrity else ""
         if test.status in (NOT_RUN, RUNNING) and not message:
             message = (
                 "This test did not run: the test run stopped before it (see the top-level output)."
@@ -232,7 +242,7 @@ def to_gradescope(
                 "number": f"{test.lab_number}.{numbers[test.lab]}",
                 "score": test.earned,
                 "max_score": test.points,
-                "status": "passed" if test.status == PASSED else "failed",
+                "status": "passed" if test.earned == test.points else "failed",
                 "output": message,
                 "visibility": "visible",
                 "tags": [test.lab, f"part {test.part}"],

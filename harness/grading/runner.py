@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from harness.grading.results import (
     CRASHED,
@@ -86,10 +89,90 @@ def pytest_command(
     return command + list(extra)
 
 
-def _run(command: list[str], cwd: Path, log: Path | None, time_limit: float | None) -> int | str:
-    """Exit code (negative: killed by that signal), or `"time limit"`."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+@dataclass
+class Launch:
+    """How the pytest process starts: a wrapper for its command (guard, sandbox), env, limits."""
+
+    wrap: Callable[[list[str]], list[str]] | None = None
+    env: dict[str, str] | None = None
+    pass_fds: tuple[int, ...] = ()
+    preexec: Callable[[], None] | None = None
+    memory_mb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _tree(process: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        parent = psutil.Process(process.pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _rss_mb(processes: list[psutil.Process]) -> float:
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def _kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """The process group and every descendant (some may have left the group)."""
+    members = _tree(process)
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    for proc in members:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _wait(
+    process: subprocess.Popen, time_limit: float | None, memory_mb: float | None
+) -> int | str:
+    """Wait for the exit; past the time or memory limit, kill everything it started."""
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    while True:
+        step = 0.5 if memory_mb else None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            step = min(step, left) if step else left
+        try:
+            return process.wait(timeout=max(step, 0.01) if step is not None else None)
+        except subprocess.TimeoutExpired:
+            pass
+        if deadline is not None and time.monotonic() >= deadline:
+            _kill(process)
+            process.wait()
+            return "time limit"
+        if memory_mb and _rss_mb(_tree(process)) > memory_mb:
+            _kill(process)
+            process.wait()
+            return "memory limit"
+
+
+def _run(
+    command: list[str],
+    cwd: Path,
+    log: Path | None,
+    time_limit: float | None,
+    launch: Launch | None = None,
+) -> int | str:
+    """Exit code (negative: killed by that signal), `"time limit"` or `"memory limit"`."""
+    launch = launch or Launch()
+    if launch.env is not None:
+        env = dict(launch.env)
+    else:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if launch.wrap is not None:
+        command = launch.wrap(command)
     out = open(log, "a") if log is not None else None  # noqa: SIM115 - closed below
     try:
         if out is not None:
@@ -102,15 +185,13 @@ def _run(command: list[str], cwd: Path, log: Path | None, time_limit: float | No
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,  # its own process group: a time limit stops Spark's JVM too
+            pass_fds=launch.pass_fds,
+            preexec_fn=launch.preexec,  # noqa: PLW1509 - only sets resource limits
         )
         try:
-            return process.wait(timeout=time_limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return "time limit"
+            return _wait(process, time_limit, launch.memory_mb)
         except KeyboardInterrupt:
-            os.killpg(process.pid, signal.SIGINT)
+            _kill(process, signal.SIGINT)
             process.wait()
             raise
     finally:
@@ -118,9 +199,11 @@ def _run(command: list[str], cwd: Path, log: Path | None, time_limit: float | No
             out.close()
 
 
-def _why(status: int | str, time_limit: float | None) -> str:
+def _why(status: int | str, time_limit: float | None, memory_mb: float | None = None) -> str:
     if status == "time limit":
-        return f"the whole run went over its time limit ({time_limit:g} s)"
+        return f"the run went over its time limit ({time_limit:g} s)"
+    if status == "memory limit":
+        return f"the run went over its memory limit ({memory_mb:g} MB)"
     if isinstance(status, int) and status < 0:
         try:
             return f"the test process was killed by {signal.Signals(-status).name}"
@@ -139,6 +222,7 @@ def run_suites(
     cwd: Path = ROOT,
     log: Path | None = None,
     time_limit: float | None = None,
+    launch: Launch | None = None,
 ) -> tuple[list[GradedTest], RunInfo]:
     """Grade `suites`; after a crash, mark the crashed lab's unfinished tests and run the rest again.
 
@@ -152,11 +236,12 @@ def run_suites(
     while pending:
         json_path.unlink(missing_ok=True)
         command = pytest_command(pending, json_path, target, labs_dir, extra)
-        status = _run(command, cwd, log, time_limit)
+        status = _run(command, cwd, log, time_limit, launch)
         result = read_results(json_path)
         if result is None:
-            info.note = f"{_why(status, time_limit)} before it collected the tests" + (
-                f"; see {log}" if log else ""
+            info.note = (
+                f"{_why(status, time_limit, launch.memory_mb if launch else None)} before it collected the tests"
+                + (f"; see {log}" if log else "")
             )
             info.exit_status = status if isinstance(status, int) else None
             break
@@ -170,7 +255,7 @@ def run_suites(
             break
         # The process died: blame the lab whose test was running, keep every other lab.
         culprit = next((t for t in tests if t.status == RUNNING), unfinished[0])
-        why = _why(status, time_limit)
+        why = _why(status, time_limit, launch.memory_mb if launch else None)
         for test in tests:
             if test.lab == culprit.lab and test.status in (RUNNING, NOT_RUN):
                 test.message = (

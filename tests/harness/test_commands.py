@@ -21,6 +21,7 @@ VACUOUS_TEST = '''
 def _course_with_solution(course, tests: str = DEMO_TESTS) -> None:
     course.module("lab01_demo", "demo", DEMO_SOLUTION, where="solutions")
     course.tests("lab01_demo", tests)
+    course.write("labs/lab01_demo/lab.toml", 'edit = ["demo.py"]\n')
 
 
 def test_check_tests_catches_a_vacuous_test(course, capsys):
@@ -99,11 +100,13 @@ def test_grade_submissions_writes_one_csv_and_each_students_json(course, tmp_pat
     assert grade.main(args) == 0
     with (out / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert rows == [
-        {"student": "alice", "lab": "lab01_demo", "score": "10", "max": "10"},
-        {"student": "bob", "lab": "lab01_demo", "score": "2", "max": "10"},
-        {"student": "carol", "lab": "lab01_demo", "score": "0", "max": "10"},
-        {"student": "dave", "lab": "lab01_demo", "score": "0", "max": "10"},
+    assert [
+        {k: row[k] for k in ("student", "lab", "score", "max", "integrity")} for row in rows
+    ] == [
+        {"student": "alice", "lab": "lab01_demo", "score": "10", "max": "10", "integrity": ""},
+        {"student": "bob", "lab": "lab01_demo", "score": "2", "max": "10", "integrity": ""},
+        {"student": "carol", "lab": "lab01_demo", "score": "0", "max": "10", "integrity": ""},
+        {"student": "dave", "lab": "lab01_demo", "score": "0", "max": "10", "integrity": ""},
     ]
     for name in ("alice", "bob", "carol", "dave"):
         assert json.loads((out / name / "results.json").read_text())["tests"]
