@@ -51,6 +51,7 @@ venv: $(STAMP)
 
 setup: venv ## install everything: Python packages, jars, the MinIO binary, PostgreSQL
 	@$(PY) -m harness.ops.stack install
+	@$(PY) -m harness.grading.sandbox install
 
 # ------------------------------------------------------------------ the stack
 up: setup ## start the lab stack (idempotent: reuses what already runs)
@@ -80,8 +81,20 @@ lab-%:
 	@echo "make $@: there is no such lab. The labs are: $(LAB_TARGETS)." >&2; exit 2
 
 # ------------------------------------------------------------------ instructors
-grade: up ## grade labs/ (or every copy under SUBMISSIONS=dir/) into a table, results.json and a CSV
-	@$(PY) -m harness.grading.grade $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) --out $(REPORTS)
+grade: up ## grade labs/, or SUBMISSIONS=dir/ (folders, git repos [TAG=], zips; sandboxed) into grades.csv
+	@$(PY) -m harness.grading.grade $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) $(if $(TAG),--tag "$(TAG)") $(if $(SANDBOX),--sandbox $(SANDBOX)) --out $(REPORTS)
+
+.PHONY: release submit autograder
+release: venv ## write the student repository into DEST=path (no solutions; a git repo for Classroom)
+	@test -n "$(DEST)" || { echo "make release DEST=path: say where to write the student repository" >&2; exit 2; }
+	@$(PY) -m harness.grading.release "$(DEST)"
+
+submit: venv ## write submission.zip: the files students edit (lab.toml `edit`) and a manifest
+	@$(PY) -m harness.grading.submit --out submission.zip
+
+autograder: venv ## write autograder-labNN.zip for Gradescope (LAB=N)
+	@test -n "$(LAB)" || { echo "make autograder LAB=N: which lab?" >&2; exit 2; }
+	@$(PY) -m harness.grading.autograder build --lab $(LAB)
 
 skeletons: venv ## regenerate labs/*/ student files from solutions/
 	@$(PY) -m harness.grading.skeleton generate
