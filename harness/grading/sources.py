@@ -156,6 +156,13 @@ def _layout(
     )
 
 
+def read_folder(
+    folder: Path, work: Path, edit: dict[str, tuple[str, ...]], student: str = "submission"
+) -> Submission:
+    """One submission already unpacked in `folder` (Gradescope's /autograder/submission)."""
+    return _layout(student, folder, work, "folder", edit, "upload")
+
+
 def _check_manifest(tree: Path) -> str:
     """Empty when every file the manifest lists is there with its sha256."""
     try:
