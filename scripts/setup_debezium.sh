@@ -3,12 +3,16 @@
 #
 #   ./scripts/setup_debezium.sh [CONFIG.json]      (default: infra/debezium/opensky-postgres.json)
 #
-# The connector's name is the file's "name" (else the file's name without .json). `${VAR}` placeholders in the file are
-# filled from the environment, then from infra/.env (the environment wins). PostgreSQL's address is
-# the one the *Connect worker* uses: 127.0.0.1 natively, the service name `postgres` in docker
-# compose; set DEBEZIUM_DATABASE_HOST / DEBEZIUM_DATABASE_PORT to override it.
+# First the tables the connector captures (its table.include.list) must exist: each one is reported
+# as `exists`, `created` (from its one definition in harness/runtime/schema.py) or, when there is no
+# definition, waited for (SETUP_DEBEZIUM_TABLE_WAIT seconds, default 60).
+# The connector's name is the file's "name" (else the file's name without .json). `${VAR}`
+# placeholders in the file come from the environment, then from infra/.env, as everywhere in the
+# harness (python -m harness.ops.cdc_setup render). PostgreSQL's address is the one the *Connect
+# worker* uses: 127.0.0.1 natively, the service name `postgres` in docker compose; set
+# DEBEZIUM_DATABASE_HOST / DEBEZIUM_DATABASE_PORT to override it.
 # Registering is idempotent (PUT of the config): run it again after editing the file.
-# Needs curl, and python3 to read Connect's JSON answers.
+# Needs curl, and the repository's venv (make setup).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,43 +22,15 @@ WAIT_S="${SETUP_DEBEZIUM_TIMEOUT:-90}"
 die() { echo "setup_debezium: $*" >&2; exit 1; }
 [[ -f "$CONFIG" ]] || die "no connector config at $CONFIG"
 command -v curl >/dev/null || die "curl is needed"
-PYTHON="$ROOT/.venv/bin/python"
+PYTHON="$ROOT/.venv/bin/python"   # the repository's venv; in the jupyter container, its python3
 [[ -x "$PYTHON" ]] || PYTHON="$(command -v python3 || true)"
-[[ -n "$PYTHON" ]] || die "python3 is needed to read Kafka Connect's answers"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+[[ -n "$PYTHON" ]] && "$PYTHON" -c 'import psycopg, harness.runtime.config' 2>/dev/null \
+  || die "Python with the repository's packages is needed: run make setup"
 
-# infra/.env: KEY=VALUE lines; a variable already in the environment is kept.
-while IFS= read -r line || [[ -n "$line" ]]; do
-  [[ "$line" =~ ^[[:space:]]*([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-  key="${BASH_REMATCH[1]}"
-  value="${BASH_REMATCH[2]}"
-  value="${value%\"}"; value="${value#\"}"; value="${value%\'}"; value="${value#\'}"
-  [[ -n "${!key+set}" ]] || export "$key=$value"
-done < "$ROOT/infra/.env"
-
-CONNECT_URL="${CONNECT_URL:-http://${CONNECT_HOST}:${CONNECT_PORT}}"
+body="$("$PYTHON" -m harness.ops.cdc_setup render "$CONFIG")" || exit 1
+CONNECT_URL="$("$PYTHON" -c 'from harness.runtime.config import endpoints; print(endpoints().connect_url)')"
 CONNECT_URL="${CONNECT_URL%/}"
-stack="${STACK:-auto}"
-if [[ "$stack" == "auto" ]]; then
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then stack=docker; else stack=native; fi
-fi
-if [[ "$stack" == "docker" ]]; then
-  # Connect runs in a container: PostgreSQL is the compose service `postgres`, port 5432.
-  POSTGRES_HOST="${DEBEZIUM_DATABASE_HOST:-postgres}"
-  POSTGRES_PORT="${DEBEZIUM_DATABASE_PORT:-5432}"
-else
-  POSTGRES_HOST="${DEBEZIUM_DATABASE_HOST:-$POSTGRES_HOST}"
-  POSTGRES_PORT="${DEBEZIUM_DATABASE_PORT:-$POSTGRES_PORT}"
-fi
-
-body="$(cat "$CONFIG")"
-# Fill every ${VAR} (Kafka Connect's own ${provider:path:key} references have a colon: left alone).
-for var in $(grep -oE '\$\{[A-Za-z_][A-Za-z0-9_]*\}' "$CONFIG" | sort -u | tr -d '${}'); do
-  [[ -n "${!var+set}" ]] || die "$CONFIG uses \${$var}, which is neither in the environment nor in infra/.env"
-  value="${!var}"
-  value="${value//\\/\\\\}"   # JSON string escapes
-  value="${value//\"/\\\"}"
-  body="${body//"\${$var}"/$value}"
-done
 
 # Reads JSON on stdin, runs a Python expression on it as `j`, prints the result.
 json() { "$PYTHON" -c "import json,sys; j=json.load(sys.stdin); r=$1; print(r if isinstance(r,str) else '\n'.join(map(str,r)))"; }
@@ -64,8 +40,13 @@ request() {  # METHOD PATH [BODY] -> prints the body, then the HTTP status on th
   curl "${args[@]}" "$CONNECT_URL$2" || die "Kafka Connect does not answer at $CONNECT_URL (make up; make status)"
 }
 
-name="$(printf '%s' "$body" | json "j.get('name') or '$(basename "$CONFIG" .json)'")"
-echo "Kafka Connect: $CONNECT_URL — connector $name, PostgreSQL as Connect sees it: $POSTGRES_HOST:$POSTGRES_PORT"
+name="$(printf '%s' "$body" | json 'j["name"]')"
+pg="$(printf '%s' "$body" | json 'j["database.hostname"] + ":" + j["database.port"]')"
+echo "Kafka Connect: $CONNECT_URL — connector $name, PostgreSQL as Connect sees it: $pg"
+
+# 0. The captured tables: Debezium's publication and snapshot need them to exist.
+echo "tables captured:"
+"$PYTHON" -m harness.ops.cdc_setup tables "$CONFIG" || exit 1
 
 # 1. Validate: Connect lists every problem of the configuration, field by field.
 class="$(printf '%s' "$body" | json 'j["connector.class"]')"

@@ -10,7 +10,7 @@
 - The pytest-docker fixtures (`docker_compose_file`, `docker_setup`, ...) point that plugin at our
   compose file and project; load this module as a plugin to use them when `STACK=docker`.
 
-Command line: `python -m harness.ops.docker_stack up|down|down-volumes|status|config`
+Command line: `python -m harness.ops.docker_stack up|down|down-volumes|status|config|jupyter-url`
 (`config` prints Compose's own model of the file, checked, as JSON).
 """
 
@@ -336,8 +336,13 @@ def docker_cleanup() -> list[str]:
 
 
 # ---------------------------------------------------------------- command line
+def jupyter_url() -> str:
+    """Where the jupyter container's JupyterLab answers on the host, with its token."""
+    return f"http://127.0.0.1:{setting('JUPYTER_PORT')}/lab?token={setting('JUPYTER_TOKEN')}"
+
+
 def main(argv: list[str]) -> int:
-    commands = {"up", "down", "down-volumes", "status", "config"}
+    commands = {"up", "down", "down-volumes", "status", "config", "jupyter-url"}
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python -m harness.ops.docker_stack {{{'|'.join(sorted(commands))}}}")
         return 2
@@ -351,6 +356,8 @@ def main(argv: list[str]) -> int:
             stop_docker_stack(remove_volumes=True)
         elif argv[0] == "status":
             print(docker_stack_status())
+        elif argv[0] == "jupyter-url":
+            print(f"JupyterLab runs in the docker stack's jupyter container: {jupyter_url()}")
         else:
             print(json.dumps(compose_config(), indent=2))
     except DockerStackError as exc:

@@ -4,12 +4,18 @@
     python -m harness.runtime.replay --speed 60            # one minute of recording per second
     python -m harness.runtime.replay --speed 0 --limit 30  # the first 30 snapshots, as fast as possible
     python -m harness.runtime.replay --mode state          # one message per state vector, key = icao24
+    python -m harness.runtime.replay --shift-to-now        # recorded times moved to end now
 
 Snapshot mode (default) sends one message per snapshot, its value the snapshot JSON
 `{"time": ..., "states": [...]}` exactly as recorded, without a key. State mode sends one message
 per state vector, its value the flat row JSON (`fetch_time` + the 18 fields of
 `harness.runtime.schema`), its key the `icao24` (or none with `--key none`), so one aircraft's states
 stay in one partition, in order.
+
+`--shift-to-now` moves every time of the recording (snapshot `time`, each state's `time_position`
+and `last_contact`) by one offset, so that the last snapshot replayed is stamped with the moment the
+replay starts: queries over "the last hour" (`now() - INTERVAL 1 HOUR`) then see the replayed
+flights as if they were live. Intervals between times are kept, so pacing and windows do not change.
 
 Pacing: snapshot `time` t is sent `(t - t_first) / speed` seconds after the start; speed 0 sends
 as fast as the broker takes them. Every message's delivery report is counted, the producer is
@@ -52,6 +58,7 @@ class ReplayReport:
     last_time: int | None = None
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    shift: int = 0  # seconds added to every recorded time (--shift-to-now)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +75,8 @@ class ReplayReport:
             f"to {self.topic!r} at speed {self.speed:g}: delivered {self.delivered}, "
             f"failed {self.failed}, {self.bytes} bytes, {self.seconds:.2f} s{span}"
         )
+        if self.shift:
+            text += f"; times shifted by +{self.shift} s to end now"
         if self.interrupted:
             text += " — interrupted"
         if self.errors:
@@ -90,6 +99,35 @@ def messages_for(
             yield (row["icao24"].encode() if key == "icao24" else None), encode(row)
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+# Positions of the unix-second times in a state vector (harness.runtime.schema.STATE_FIELDS).
+TIME_POSITION, LAST_CONTACT = 3, 4
+
+
+def shift_times(snapshot: dict[str, Any], offset: int) -> dict[str, Any]:
+    """A copy of `snapshot` with its `time` and every state's time_position/last_contact moved by
+    `offset` seconds (missing times stay missing; a state that is not a list is left as it is)."""
+    states = []
+    for state in snapshot.get("states") or []:
+        if isinstance(state, list):
+            state = list(state)
+            for i in (TIME_POSITION, LAST_CONTACT):
+                if (
+                    i < len(state)
+                    and isinstance(state[i], int | float)
+                    and not isinstance(state[i], bool)
+                ):
+                    state[i] += offset
+        states.append(state)
+    return {**snapshot, "time": snapshot["time"] + offset, "states": states}
+
+
+def offset_to_now(snapshots: list[dict[str, Any]], now: float | None = None) -> int:
+    """Seconds to add so that the last of `snapshots` is stamped `now` (default: this moment)."""
+    if not snapshots:
+        return 0
+    return int(time.time() if now is None else now) - int(snapshots[-1]["time"])
 
 
 def ensure_topic(topic: str, partitions: int = 3, timeout: float = 30.0) -> None:
@@ -118,10 +156,12 @@ def replay(
     partitions: int = 3,
     snapshots: list[dict[str, Any]] | None = None,
     producer_config: dict[str, Any] | None = None,
+    shift_to_now: bool = False,
 ) -> ReplayReport:
     """Publish a recording (or the given `snapshots`) to `topic` at `speed`x real time.
 
-    `limit` keeps the first N snapshots; `partitions` is used only when the topic is created.
+    `limit` keeps the first N snapshots; `partitions` is used only when the topic is created;
+    `shift_to_now` moves the recorded times so that the last snapshot sent is stamped now.
     """
     from confluent_kafka import Producer
 
@@ -135,8 +175,10 @@ def replay(
         snapshots = load_snapshots(path)
     if limit is not None:
         snapshots = snapshots[:limit]
-
     report = ReplayReport(topic=topic, mode=mode, speed=speed)
+    if shift_to_now:
+        report.shift = offset_to_now(snapshots)
+        snapshots = [shift_times(snapshot, report.shift) for snapshot in snapshots]
 
     def on_delivery(err, msg) -> None:
         if err is None:
@@ -198,10 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="snapshot")
     parser.add_argument("--key", choices=KEYS, default="icao24", help="message key in state mode")
     parser.add_argument("--partitions", type=int, default=3, help="when the topic is created")
+    parser.add_argument(
+        "--shift-to-now",
+        action="store_true",
+        help="move the recorded times so that the last snapshot replayed is stamped now",
+    )
     args = parser.parse_args(argv)
     print(f"replaying {args.path} to {args.topic!r} (speed {args.speed:g}, {args.mode} mode)...")
     report = replay(
-        args.path, args.topic, args.speed, args.mode, args.limit, args.key, args.partitions
+        args.path,
+        args.topic,
+        args.speed,
+        args.mode,
+        args.limit,
+        args.key,
+        args.partitions,
+        shift_to_now=args.shift_to_now,
     )
     print(report.summary())
     return 0 if report.ok else 1

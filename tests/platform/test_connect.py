@@ -129,12 +129,15 @@ def _cleanup(connect_url: str, n: CdcNames) -> None:
 
 
 def connector_config(n: CdcNames) -> dict[str, str]:
+    from harness.ops.cdc_setup import connect_side_postgres
+
     ep = endpoints()
+    pg_host, pg_port = connect_side_postgres()  # as the Connect worker sees it (docker: postgres)
     return {
         "connector.class": CONNECTOR_CLASS,
         "tasks.max": "1",
-        "database.hostname": ep.pg_host,
-        "database.port": str(ep.pg_port),
+        "database.hostname": pg_host,
+        "database.port": str(pg_port),
         "database.user": ep.pg_user,
         "database.password": ep.pg_password,
         "database.dbname": ep.pg_db,

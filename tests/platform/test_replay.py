@@ -163,3 +163,41 @@ def test_command_line(topic):
     assert "replayed 3 snapshots as 3 messages" in result.stdout
     assert "delivered 3, failed 0" in result.stdout
     assert len(consume(topic, 3)) == 3
+
+
+def test_shift_to_now_ends_the_recording_now(topic, snapshots):
+    """`shift_to_now` stamps the last replayed snapshot with the start time; gaps stay the same."""
+    count = 5
+    before = int(time.time())
+    report = replay(
+        topic=topic, speed=0, limit=count, partitions=1, snapshots=snapshots, shift_to_now=True
+    )
+    after = int(time.time())
+    assert report.ok, report.summary()
+    received = [json.loads(m.value()) for m in consume(topic, count)]
+    assert len(received) == count
+    offset = received[0]["time"] - snapshots[0]["time"]
+    assert offset == report.shift > 0
+    assert before <= received[-1]["time"] <= after, "the last snapshot should be stamped now"
+    for got, recorded in zip(received, snapshots[:count], strict=True):
+        assert got["time"] - recorded["time"] == offset, "every snapshot moves by one offset"
+        for new, old in zip(got["states"], recorded["states"], strict=True):
+            for i in (3, 4):  # time_position, last_contact
+                assert new[i] == (None if old[i] is None else old[i] + offset)
+            assert new[:3] == old[:3] and new[5:] == old[5:], "only the times change"
+    assert "shifted by" in report.summary()
+
+
+def test_shift_to_now_on_the_command_line(topic):
+    """`--shift-to-now` on the command line: the messages' times are within the last minute."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.runtime.replay", "--speed", "0", "--limit", "2"]
+        + ["--mode", "state", "--shift-to-now", "--topic", topic],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [json.loads(m.value()) for m in consume(topic, 1)]
+    assert rows and abs(rows[-1]["fetch_time"] - time.time()) < 60, rows[-1:]
