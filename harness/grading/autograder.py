@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from harness.grading import isolation, release, skeleton, sources
+from harness.grading import isolation, sources
 from harness.grading.results import RunInfo, render_table, to_gradescope, write_json
 from harness.grading.runner import find_suites
 from harness.runtime.config import ROOT
@@ -48,6 +48,9 @@ def lab_name(key: str | int, root: Path = ROOT) -> str:
 
 def build(key: str | int, out: Path | None = None, root: Path = ROOT) -> Path:
     """Write the bundle; returns its path."""
+    # Instructor-side tools: not in the bundle, so imported only here.
+    from harness.grading import release, skeleton
+
     lab = lab_name(key, root)
     out = out or root / f"autograder-{lab[:5]}.zip"
     with tempfile.TemporaryDirectory(prefix="autograder-") as temp:

@@ -191,7 +191,9 @@ def grade_lab(
     if use_sandbox and not found.ok:
         raise RuntimeError(f"the sandbox was required but is not available: {found.reason}")
     sandboxed = found.ok if use_sandbox is None else use_sandbox
-    protected = [course_root.resolve(), ROOT, *(p.resolve() for p in protect or [])]
+    protected = list(
+        dict.fromkeys([course_root.resolve(), ROOT, *(p.resolve() for p in protect or [])])
+    )
     with tempfile.TemporaryDirectory(prefix=f"grade-{lab}-") as temp:
         scratch = Path(temp)
         scratch.chmod(0o755)
