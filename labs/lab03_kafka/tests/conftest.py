@@ -31,6 +31,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from harness.grading import lab_module
+from harness.grading.testkit import read_topic
 from harness.runtime.config import endpoints
 from harness.runtime.data import load_snapshots
 from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
@@ -155,44 +156,10 @@ def drain(consumer: Consumer, n: int, timeout: float = WAIT_S) -> list[Message]:
 def read_all(topic: str, timeout: float = WAIT_S) -> list[Message]:
     """Every message now in `topic`, from the earliest offset of each partition to its end.
 
-    Reads with a throw-away group id and commits nothing; bounded by `timeout`.
+    Reads with a throw-away group id and commits nothing; bounded by `timeout` (the shared test
+    kit's reader, which also waits for the partitions' leaders).
     """
-    consumer = Consumer(
-        kafka_config(
-            **{
-                "group.id": unique("reader"),
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-    )
-    try:
-        meta = consumer.list_topics(topic=topic, timeout=10).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        wanted = sum(ends.values())
-        received: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while ends and (left := deadline - time.monotonic()) > 0:
-            msg = consumer.poll(min(left, 0.5))
-            if msg is None or msg.error() is not None:
-                continue
-            received.append(msg)
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
-        if ends:
-            raise AssertionError(
-                f"test harness: could not read {topic} to its end within {timeout} s "
-                f"({len(received)} of about {wanted} messages)"
-            )
-        return received
-    finally:
-        consumer.close()
+    return read_topic(topic, timeout)
 
 
 @dataclass
@@ -295,6 +262,12 @@ class Broker:
     def describe_topic(self, name: str) -> tuple[int, dict[str, str]]:
         return describe_topic(self.admin, name)
 
+    def delete_before(self, topic: str, partition: int, offset: int) -> None:
+        """Delete the messages before `offset` in one partition: its low watermark becomes `offset`."""
+        futures = self.admin.delete_records([TopicPartition(topic, partition, offset)])
+        for future in futures.values():
+            future.result(timeout=WAIT_S)
+
 
 @pytest.fixture
 def broker(admin) -> Broker:
@@ -325,8 +298,10 @@ class Request:
 class FakeOpenSky:
     """Replays recorded `/states/all` snapshots, filtered to the requested bounding box.
 
-    Tokens: POST the client credentials as a form to `token_url`. `throttle(...)` queues HTTP 429
-    answers (with the given headers) for the next `/states/all` requests.
+    Tokens: POST the client credentials as a form to `token_url`; each lives `expires_in` seconds
+    (on the client's clock: the server does not check it) unless `revoke_tokens()` is called.
+    `throttle(...)` queues HTTP 429 answers (with the given headers) and `fail(...)` other error
+    statuses for the next `/states/all` requests.
     """
 
     snapshots: list[dict[str, Any]]
@@ -336,7 +311,9 @@ class FakeOpenSky:
     requests: list[Request] = field(default_factory=list)
     served: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
-    pending_429: list[dict[str, str]] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+    expires_in: int = 1800
+    pending_errors: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -350,7 +327,17 @@ class FakeOpenSky:
     def throttle(self, *headers: dict[str, str]) -> None:
         """Answer the next len(headers) `/states/all` requests with 429 and these headers."""
         with self.lock:
-            self.pending_429.extend(headers)
+            self.pending_errors.extend((429, h) for h in headers)
+
+    def fail(self, *statuses: int) -> None:
+        """Answer the next len(statuses) `/states/all` requests with these HTTP statuses."""
+        with self.lock:
+            self.pending_errors.extend((status, {}) for status in statuses)
+
+    def revoke_tokens(self) -> None:
+        """Every token handed out so far is refused from now on (HTTP 401)."""
+        with self.lock:
+            self.revoked.update(self.tokens)
 
     def states_requests(self) -> list[Request]:
         return [r for r in self.requests if r.path == "/api/states/all"]
@@ -365,8 +352,9 @@ class FakeOpenSky:
             if request.path == urlparse(self.token_url).path and request.method == "POST":
                 return self._token(request)
             if request.path == "/api/states/all" and request.method == "GET":
-                if self.pending_429:
-                    return 429, self.pending_429.pop(0), {"error": "Too many requests"}
+                if self.pending_errors:
+                    status, headers = self.pending_errors.pop(0)
+                    return status, headers, {"error": f"HTTP {status} (played by the test)"}
                 return self._states(request)
         return 404, {}, {"error": f"no such endpoint: {request.method} {request.path}"}
 
@@ -380,11 +368,16 @@ class FakeOpenSky:
             return 401, {}, {"error": "invalid_client"}
         token = f"token-{uuid.uuid4().hex}"
         self.tokens.append(token)
-        return 200, {}, {"access_token": token, "expires_in": 1800, "token_type": "Bearer"}
+        return (
+            200,
+            {},
+            {"access_token": token, "expires_in": self.expires_in, "token_type": "Bearer"},
+        )
 
     def _states(self, request: Request) -> tuple[int, dict[str, str], Any]:
         auth = request.headers.get("authorization")
-        if auth is not None and auth.removeprefix("Bearer ") not in self.tokens:
+        token = None if auth is None else auth.removeprefix("Bearer ")
+        if token is not None and (token not in self.tokens or token in self.revoked):
             return 401, {}, {"error": "invalid token"}
         snapshot = self.snapshots[len(self.served) % len(self.snapshots)]
         states = snapshot["states"] or []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,6 +146,14 @@ def test_partA_invalid_topic_is_a_clear_error(kp, admin, topics, broker):
             f"Lab 03, part A: a topic with partitions={bad_count!r} must not be created. Hint: "
             f"check every spec before asking the broker."
         )
+    good = topics.adopt(topics.unique("mixed"))
+    with pytest.raises(ValueError):
+        kp.create_topics([kp.TopicSpec(good, 1), kp.TopicSpec("bad name!", 1)], admin)
+    assert good not in admin.list_topics(timeout=10).topics, (
+        f"Lab 03, part A: create_topics([{good!r} (valid), 'bad name!']) raised, but created "
+        f"{good!r} first: a list with one bad spec must create nothing. Hint: check every spec "
+        f"before asking the broker for any of them."
+    )
 
 
 # ================================================================== part B: producer
@@ -294,6 +302,11 @@ def test_partC_crash_before_commit_redelivers(kp, topics, groups, broker):
     assert report.processed == 10 - start, (
         f"Lab 03, part C: report.processed should be {10 - start}, got {report.processed}."
     )
+    assert dict(report.committed) == {0: 10}, (
+        f"Lab 03, part C: after processing up to offset 9, report.committed should be {{0: 10}} "
+        f"(per partition, the next offset to read: the one committed), got "
+        f"{dict(report.committed)}."
+    )
 
 
 @pytest.mark.points(3)
@@ -308,6 +321,10 @@ def test_partC_committed_messages_are_not_redelivered(kp, topics, groups, broker
         f"Lab 03, part C: the consumer should process messages 0..5 from the earliest offset, it "
         f"processed {first} (report.processed={report.processed}). Hint: auto.offset.reset="
         f"earliest for a new group."
+    )
+    assert dict(report.committed) == {0: 6}, (
+        f"Lab 03, part C: report.committed should be {{0: 6}} (the offset committed on partition "
+        f"0: the next one to read), got {dict(report.committed)}."
     )
     committed = broker.committed_offsets(topic, group, [0])[0]
     assert committed == 6, (
@@ -379,19 +396,22 @@ def test_partC_consumer_lag_per_partition(kp, topics, groups, broker):
     broker.produce(
         topic, [{"value": {"p": p}, "partition": p} for p, n in counts.items() for _ in range(n)]
     )
+    # Partition 2's first 3 messages are gone (as retention would remove them): low watermark 3.
+    broker.delete_before(topic, 2, 3)
     group = groups("lag")
     broker.commit_offsets(topic, group, {0: 4, 1: 5})
     lag = kp.consumer_lag(topic, group)
-    assert lag == {0: 6, 1: 0, 2: 7}, (
-        f"Lab 03, part C: with {counts} messages per partition and commits {{0: 4, 1: 5}} (none "
-        f"on 2), the lag should be {{0: 6, 1: 0, 2: 7}}, got {lag}. Hint: high watermark "
-        f"(get_watermark_offsets) minus Consumer.committed; no commit = from the low watermark."
+    assert lag == {0: 6, 1: 0, 2: 4}, (
+        f"Lab 03, part C: with {counts} messages per partition, partition 2's first 3 deleted "
+        f"(low watermark 3) and commits {{0: 4, 1: 5}} (none on 2), the lag should be "
+        f"{{0: 6, 1: 0, 2: 4}}, got {lag}. Hint: high watermark (get_watermark_offsets) minus "
+        f"Consumer.committed; no commit = from the low watermark, where `earliest` starts."
     )
-    broker.commit_offsets(topic, group, {2: 2})
+    broker.commit_offsets(topic, group, {2: 5})
     lag = kp.consumer_lag(topic, group)
-    assert lag == {0: 6, 1: 0, 2: 5}, (
-        f"Lab 03, part C: after committing offset 2 on partition 2 the lag should be "
-        f"{{0: 6, 1: 0, 2: 5}}, got {lag}."
+    assert lag == {0: 6, 1: 0, 2: 2}, (
+        f"Lab 03, part C: after committing offset 5 on partition 2 the lag should be "
+        f"{{0: 6, 1: 0, 2: 2}}, got {lag}."
     )
 
 
@@ -529,6 +549,70 @@ def test_partD_backoff_is_exponential_and_bounded(collector, opensky):
     )
 
 
+@pytest.mark.points(2)
+def test_partD_server_errors_are_retried(collector, opensky):
+    """HTTP 5xx answers are retried with the same backoff; other errors are not retried."""
+    opensky.fail(503, 500)
+    sleeps: list[float] = []
+    client = _client(collector, opensky, sleeps, backoff_s=0.5, max_backoff_s=3.0)
+    snapshot = client.get_states(collector.REGIONS["europe"])
+    assert sleeps == [0.5, 1.0] and len(opensky.states_requests()) == 3, (
+        f"Lab 03, part D: after HTTP 503 and 500 (the server's trouble, worth another try) the "
+        f"client should back off 0.5 then 1.0 s and succeed on the 3rd request; it slept "
+        f"{sleeps} and sent {len(opensky.states_requests())} requests."
+    )
+    assert snapshot == opensky.served[0], "Lab 03, part D: get_states should return the snapshot."
+    opensky.fail(400)
+    with pytest.raises(collector.CollectorError) as caught:
+        client.get_states(collector.REGIONS["europe"])
+    assert "400" in str(caught.value) and sleeps == [0.5, 1.0], (
+        f"Lab 03, part D: HTTP 400 is the request's fault: raise CollectorError naming the "
+        f"status at once, without waiting; got {caught.value!r} after sleeping {sleeps}."
+    )
+
+
+@pytest.mark.points(3)
+def test_partD_token_renewed_before_expiry_and_after_401(collector, opensky):
+    """A token is reused until TOKEN_MARGIN_S before it expires, then renewed; after a 401 for a
+    revoked token the client gets a new one and retries once."""
+    opensky.expires_in = 600
+    now = [1000.0]
+    conf = collector.CollectorSettings(
+        api_url=opensky.api_url,
+        token_url=opensky.token_url,
+        client_id=opensky.client_id,
+        client_secret=opensky.client_secret,
+    )
+    client = collector.OpenSkyClient(conf, sleep=[].append, clock=lambda: now[0])
+    europe = collector.REGIONS["europe"]
+    client.get_states(europe)
+    now[0] += 600 - collector.TOKEN_MARGIN_S - 5  # 5 s before the renewal point
+    client.get_states(europe)
+    assert len(opensky.token_requests()) == 1, (
+        f"Lab 03, part D: a token that expires in 600 s is still good {600 - 5:.0f} - "
+        f"TOKEN_MARGIN_S s later; the client asked for {len(opensky.token_requests())} tokens."
+    )
+    now[0] += 10  # now inside the margin before expiry
+    client.get_states(europe)
+    last = opensky.states_requests()[-1].headers.get("authorization")
+    assert len(opensky.token_requests()) == 2 and last == f"Bearer {opensky.tokens[-1]}", (
+        f"Lab 03, part D: within TOKEN_MARGIN_S of its expiry (self.clock() + expires_in) the "
+        f"token must be renewed before the request; token requests: "
+        f"{len(opensky.token_requests())}, the request carried {last!r}."
+    )
+    opensky.revoke_tokens()
+    snapshot = client.get_states(europe)
+    statuses = len(opensky.states_requests())
+    assert len(opensky.token_requests()) == 3 and snapshot == opensky.served[-1], (
+        f"Lab 03, part D: after the server refused the token (HTTP 401) the client should forget "
+        f"it, get a new one and retry once; token requests: {len(opensky.token_requests())} "
+        f"(expected 3), /states/all requests: {statuses}."
+    )
+    assert opensky.states_requests()[-1].headers.get("authorization") == (
+        f"Bearer {opensky.tokens[-1]}"
+    ), "Lab 03, part D: the retry after a 401 should carry the new token."
+
+
 @pytest.mark.points(3)
 def test_partD_collected_records_are_published(collector, opensky, topics, broker):
     """collect_once turns each region's state arrays into rows and publishes them keyed by
@@ -584,6 +668,17 @@ CASES: list[tuple[str, Any, str | None]] = [
         "missing_icao24",
     ),
     ("upper-case icao24", _bytes(flight("ZZ9999", 7)), "invalid_icao24"),
+    ("upper-case hex icao24", _bytes(flight("4CA7B5", 10)), "invalid_icao24"),
+    (
+        "latitude true (a bool)",
+        _bytes(flight("4ca7b7", 11, latitude=True)),
+        "latitude_out_of_range",
+    ),
+    (
+        "longitude NaN",
+        _bytes(flight("4ca7b8", 12, longitude=float("nan"))),
+        "longitude_out_of_range",
+    ),
     ("malformed JSON", b'{"icao24": "4b1805", "latitude": 47.4', "malformed_json"),
     ("a JSON array", b"[1, 2, 3]", "not_an_object"),
 ]
@@ -601,13 +696,20 @@ def test_partE_validate_record_gives_reasons(kp):
                 f"dict, got {record!r:.200}."
             )
             continue
-        with pytest.raises(kp.InvalidRecord) as caught:
-            kp.validate_record(value)
-        assert caught.value.reason == reason, (
-            f"Lab 03, part E: {description} should be rejected with reason {reason!r}, got "
-            f"{caught.value.reason!r} ({caught.value})."
-        )
-        assert caught.value.message, f"Lab 03, part E: {description}: the message is empty."
+        try:
+            accepted = kp.validate_record(value)
+        except kp.InvalidRecord as rejected:
+            assert rejected.reason == reason, (
+                f"Lab 03, part E: {description} should be rejected with reason {reason!r}, got "
+                f"{rejected.reason!r} ({rejected})."
+            )
+            assert rejected.message, f"Lab 03, part E: {description}: the message is empty."
+        else:
+            pytest.fail(
+                f"Lab 03, part E: {description} should be rejected with reason {reason!r}, but "
+                f"validate_record accepted it: {accepted!r:.200}. Hint: the table in {README} "
+                f"lists the checks in order."
+            )
 
 
 @pytest.mark.points(4)
@@ -627,7 +729,7 @@ def test_partE_invalid_records_go_to_dlq_with_headers(kp, topics, broker):
         f"Lab 03, part E: expected (received, published, dead_lettered, failed) = {want}, got "
         f"{counts}. Every record received is published or dead-lettered."
     )
-    want_reasons = {r: 1 for _, _, r in bad}
+    want_reasons = dict(Counter(r for _, _, r in bad))
     assert dict(report.reasons) == want_reasons, (
         f"Lab 03, part E: report.reasons should count dead letters per reason: {want_reasons}, "
         f"got {dict(report.reasons)}."

@@ -197,6 +197,11 @@ def test_partA_streaming_table_engine_keys_and_ttl(mod, ch, db_names):
         f"Lab 04, part A: flights_streaming needs `TTL fetch_time + INTERVAL 30 DAY` (ttl_days "
         f"defaults to 30). The table's definition is: {info['engine_full']}"
     )
+    assert "ttl_only_drop_parts = 1" in info["engine_full"], (
+        f"Lab 04, part A: flights_streaming should drop whole expired parts "
+        f"(SETTINGS ... ttl_only_drop_parts = 1) instead of rewriting them row by row; the "
+        f"table's definition is: {info['engine_full']}"
+    )
     other = db_names()
     mod.create_flight_tables(ch, other, ttl_days=7)
     full = table_info(ch, other, "flights_streaming")["engine_full"]
@@ -221,6 +226,10 @@ def test_partA_batch_table_engine_and_keys(mod, ch, db_names):
         f"Lab 04, part A: flights_batch should be MergeTree ORDER BY ({SORTING_KEY}) PARTITION BY "
         f"toYYYYMM(fetch_time); got engine={info['engine']!r}, ORDER BY ({info['sorting_key']}), "
         f"PARTITION BY {info['partition_key']!r}. Hint: the archive is read by month, not by day."
+    )
+    assert " TTL " not in f" {info['engine_full']} ", (
+        f"Lab 04, part A: flights_batch is the archive and keeps every row: it must have no TTL; "
+        f"its definition is: {info['engine_full']}"
     )
     for table in ("flights_streaming", "flights_batch"):
         full = table_info(ch, db, table)["engine_full"]
@@ -326,6 +335,21 @@ def test_partB_known_statistics_after_separate_inserts(mod, ch, scratch_db):
         "Lab 04, part B: country_statistics(until=12:00) should only count hours < 12:00.",
         hint,
     )
+    everything = [("France", 2, 1, 100.0, 500.0, 1), ("Germany", 4, 3, 200.0, 9000.0, 3)]
+    expect_rows(
+        mod.country_statistics(ch, since=at(-30), database=scratch_db),
+        everything,
+        "Lab 04, part B: country_statistics(since=11:30) should include the hour 11:00, the "
+        "hour that `since` falls in.",
+        "compare hour >= toStartOfHour(since): `since` need not be on the hour.",
+    )
+    expect_rows(
+        mod.country_statistics(ch, until=at(30), database=scratch_db),
+        everything,
+        "Lab 04, part B: country_statistics(until=12:30) should include the hour 12:00 "
+        "(12:00 < 12:30).",
+        "compare hour < until as it is.",
+    )
 
 
 def generated_batches(seed: int, batches: int, size: int) -> list[list[dict[str, Any]]]:
@@ -371,6 +395,39 @@ def test_partB_view_equals_direct_aggregation(mod, ch, scratch_db):
         "Lab 04, part B: the view's statistics differ from aggregating flights_streaming directly.",
         "uniqExact (not uniq, which estimates), avg over the non-NULL velocities, and -Merge over "
         "all the rows of a country (several inserts leave several partial states).",
+    )
+
+
+def insert_many_aircraft(ch, database: str, count: int) -> None:
+    """One row for each of `count` distinct aircraft, all of one country, in the hour before T0
+    (built column by column: a hundred thousand dicts would only cost time)."""
+    template = flight("000000", "Manyland", at(-30))
+    columns = {name: [value] * count for name, value in template.items()}
+    columns["icao24"] = [f"{i:06x}" for i in range(count)]
+    columns["fetch_time"] = [unix(at(-59 + (i % 58))) for i in range(count)]
+    data = pa.Table.from_pydict(columns, schema=arrow_row_schema())
+    for name in TIME_COLUMNS:
+        i = data.schema.get_field_index(name)
+        data = data.set_column(i, name, data.column(name).cast(pa.timestamp("s", tz="UTC")))
+    ch.insert_arrow("flights_streaming", data, database=database)
+
+
+# More distinct values than uniq() keeps exactly (it samples beyond 65,536 hashes).
+MANY = 100_000
+
+
+@pytest.mark.points(2)
+def test_partB_distinct_aircraft_are_exact_at_scale(mod, ch, scratch_db):
+    """With 100,000 distinct aircraft the view's aircraft count is exact, not an estimate."""
+    stats_base(ch, scratch_db)
+    mod.create_country_statistics(ch, scratch_db)
+    insert_many_aircraft(ch, scratch_db, MANY)
+    got = [(s[0], s[1], s[2]) for s in mod.country_statistics(ch, database=scratch_db)]
+    assert got == [("Manyland", MANY, MANY)], (
+        f"Lab 04, part B: after inserting {MANY} rows of {MANY} distinct aircraft, "
+        f"country_statistics() should give (country, rows, aircraft) = "
+        f"('Manyland', {MANY}, {MANY}); got {got}. Hint: uniq() estimates once there are many "
+        f"distinct values; the README asks for the exact count."
     )
 
 
@@ -456,6 +513,18 @@ def test_partC_busiest_countries(mod, ch, streaming):
         [("A", 3, 4), ("B", 2, 2), ("C", 2, 3), ("D", 1, 1)],
         "Lab 04, part C: busiest_countries(11:00, 12:00, limit=10) is wrong.",
         hint,
+    )
+
+
+@pytest.mark.points(1)
+def test_partC_busiest_countries_are_exact_at_scale(mod, ch, streaming):
+    """With 100,000 distinct aircraft, busiest_countries counts every one of them."""
+    insert_many_aircraft(ch, streaming, MANY)
+    got = mod.busiest_countries(ch, since=at(-60), until=at(0), limit=5, database=streaming)
+    assert normalise(got) == (("Manyland", MANY, MANY),), (
+        f"Lab 04, part C: busiest_countries() over {MANY} distinct aircraft should return "
+        f"[('Manyland', {MANY}, {MANY})]; got {normalise(got)}. Hint: uniq() is an estimate "
+        f"beyond a few tens of thousands of values."
     )
 
 
@@ -765,6 +834,8 @@ def test_partD_load_shipped_recording(mod, ch, scratch_db):
 
     recording = load_arrow()
     create_reference_table(ch, scratch_db, "flights_batch")
+    # Keep every insert's part apart, so the number of inserts shows.
+    ch.command(f"SYSTEM STOP MERGES `{scratch_db}`.flights_batch")
     sent = mod.load_frame(ch, recording, database=scratch_db)
     assert sent == recording.num_rows, (
         f"Lab 04, part D: load_frame() should return {recording.num_rows} for the shipped "
@@ -784,6 +855,16 @@ def test_partD_load_shipped_recording(mod, ch, scratch_db):
         f"Lab 04, part D: flights_batch holds {sum(c for _, c in actual)} rows after loading the "
         f"recording's {recording.num_rows}; rows per country differ for "
         f"{sorted(set(actual) ^ set(expected))[:6]}. Hint: one insert_arrow of the whole frame."
+    )
+    parts = ch.query(
+        "SELECT count() FROM system.parts WHERE database = {db:String} "
+        "AND table = 'flights_batch' AND active",
+        parameters={"db": scratch_db},
+    ).result_rows[0][0]
+    assert parts == 1, (
+        f"Lab 04, part D: the recording (one month) should arrive in one insert, i.e. one part; "
+        f"flights_batch has {parts} parts. Hint: many small inserts make many parts for the "
+        f"merges to clean up; send the whole frame in a single insert_arrow()."
     )
     span = ch.query(
         f"SELECT min(fetch_time), max(fetch_time) FROM `{scratch_db}`.flights_batch"
@@ -861,3 +942,26 @@ def test_partE_time_sorted_table_reads_everything(mod, ch, scratch_db):
         f"rows_read={stats.rows_read}/{stats.table_rows}. Hint: take the numbers from "
         f"ClickHouse's EXPLAIN for the table you are given, do not compute them."
     )
+
+
+@pytest.mark.points(2)
+def test_partE_country_is_a_bound_parameter(mod, ch, scratch_db):
+    """key_read_stats() binds the country: odd names are data, quotes work, nothing more is read."""
+    create_reference_table(ch, scratch_db, "flights_batch", index_granularity=32)
+    insert_rows(ch, scratch_db, "flights_batch", key_test_rows())
+    hint = (
+        "pass the same parameters={'country': country} to the EXPLAIN queries; never put the "
+        "country into the SQL text."
+    )
+    for country in (INJECTION, "Cote d'Ivoire"):
+        try:
+            stats = mod.key_read_stats(ch, country, table="flights_batch", database=scratch_db)
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            pytest.fail(f"Lab 04, part E: key_read_stats({country!r}) raised {exc!r}. Hint: {hint}")
+        assert stats.granules_read < stats.table_granules // 4, (
+            f"Lab 04, part E: no row has the country {country!r}, so the key should rule out "
+            f"almost every granule; key_read_stats() reports {stats.granules_read} of "
+            f"{stats.table_granules} granules read. Hint: {hint}"
+        )
