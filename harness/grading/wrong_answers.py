@@ -13,7 +13,7 @@ only counts when that test passes there (a service that is down, or a flaky test
 The check fails unless every wrong answer loses points on at least one graded test.
 
     python -m harness.grading.wrong_answers [LAB ...] [--json PATH] [--isolate] [--keep]
-        [-- pytest args]
+        [--only SLUG] [-- pytest args]
 
 The same module is the pytest plugin the runner loads in its child process
 (`-p harness.grading.wrong_answers --wrong-answers-plan PLAN.json`).
@@ -22,6 +22,7 @@ The same module is the pytest plugin the runner loads in its child process
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -128,11 +129,21 @@ def read_wrong_answer(path: Path, lab: str) -> WrongAnswer:
     return WrongAnswer(lab, path.stem, str(path), fields["Wrong answer"], fields["Catches"])
 
 
-def find_wrong_answers(suite: Suite) -> tuple[list[WrongAnswer], list[Outcome]]:
+def patch_files(suite: Suite, only: list[str] | None = None) -> list[Path]:
+    """The lab's `.patch` files in name order; with `only`, those whose slug matches a pattern."""
+    paths = sorted((suite.tests / PATCH_FOLDER).glob("*.patch"))
+    if only:
+        paths = [p for p in paths if any(fnmatch.fnmatch(p.stem, pattern) for pattern in only)]
+    return paths
+
+
+def find_wrong_answers(
+    suite: Suite, only: list[str] | None = None
+) -> tuple[list[WrongAnswer], list[Outcome]]:
     """The lab's readable wrong answers, and an error outcome for each unreadable one."""
     found: list[WrongAnswer] = []
     broken: list[Outcome] = []
-    for path in sorted((suite.tests / PATCH_FOLDER).glob("*.patch")):
+    for path in patch_files(suite, only):
         try:
             found.append(read_wrong_answer(path, suite.lab))
         except PatchError as exc:
@@ -538,11 +549,12 @@ def run_lab(
     isolate: bool = False,
     extra: list[str] | None = None,
     cwd: Path = ROOT,
+    only: list[str] | None = None,
 ) -> LabResult:
-    """Apply and grade every wrong answer of one lab."""
+    """Apply and grade every wrong answer of one lab (or those `only` names)."""
     started = time.monotonic()
     result = LabResult(suite.lab)
-    found, broken = find_wrong_answers(suite)
+    found, broken = find_wrong_answers(suite, only)
     work = scratch / suite.lab
     ready: list[WrongAnswer] = []
     errors: dict[str, Outcome] = {o.slug: o for o in broken}
@@ -566,7 +578,7 @@ def run_lab(
         outcomes, processes = _grade_batch(suite, batch, reference, work, extra or [], cwd)
         result.processes += processes
         graded.update((o.slug, o) for o in outcomes)
-    order = [path.stem for path in sorted((suite.tests / PATCH_FOLDER).glob("*.patch"))]
+    order = [path.stem for path in patch_files(suite, only)]
     merged = {**errors, **graded}
     result.outcomes = [merged[slug] for slug in order if slug in merged]
     result.seconds = round(time.monotonic() - started, 1)
@@ -630,12 +642,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fail for a lab with no wrong answers at all (default: list it and go on)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SLUG",
+        help="only the wrong answers whose name matches (a glob; repeatable; implies --min 0)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--tests-root", type=Path, default=ROOT / "labs", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     suites = find_suites(args.tests_root, args.labs)
-    with_patches = [s for s in suites if any((s.tests / PATCH_FOLDER).glob("*.patch"))]
+    if args.only:
+        args.min = 0
+    with_patches = [s for s in suites if patch_files(s, args.only)]
     without = [s.lab for s in suites if s not in with_patches]
     if not shutil.which("patch"):
         print("the `patch` program is missing (Debian: apt-get install patch)", file=sys.stderr)
@@ -645,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[LabResult] = []
     try:
         for suite in with_patches:
-            count = len(list((suite.tests / PATCH_FOLDER).glob("*.patch")))
+            count = len(patch_files(suite, args.only))
             print(
                 f"{loader.lab_title(suite.lab)} ({suite.lab}): {count} wrong answer(s)", flush=True
             )
@@ -656,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
                 isolate=args.isolate,
                 extra=extra,
                 cwd=args.tests_root.resolve().parent,
+                only=args.only,
             )
             if result.total < args.min:
                 result.note = f"only {result.total} wrong answers (at least {args.min} expected)"
@@ -669,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     problems = [o for r in results for o in r.outcomes if o.status != CAUGHT]
     short = [r for r in results if r.note]
-    missing = without if (args.require_all or args.labs) else []
+    missing = without if (args.require_all or (args.labs and not args.only)) else []
     ok = bool(results) and not problems and not short and not missing
     if len(results) > 1:
         print()

@@ -1,5 +1,5 @@
 """Fixtures for Lab 05: the module under test, the services, throw-away names, and one CDC pipeline
-per test module (its own schema, tables, connector, replication slot, publication and topic prefix),
+per test session (its own schema, tables, connector, replication slot, publication and topic prefix),
 all removed afterwards.
 
 The suite registers its pipeline, reads Kafka and reads ClickHouse with its own code
@@ -152,10 +152,12 @@ def groups(admin) -> Iterator[Callable[[], str]]:
                 pass  # never used: nothing to delete
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pipeline(connect_ready, pg, admin) -> Iterator[Pipeline]:
-    """One Debezium connector for the whole module, on a fresh schema with both tables; rows
-    inserted before it starts arrive as snapshot (op r) events."""
+    """One Debezium connector for the whole run, on a fresh schema with both tables; rows
+    inserted before it starts arrive as snapshot (op r) events. It is the suite's own (no lab
+    code), and every test changes keys of its own, so one pipeline serves them all — also when the
+    wrong-answer gate grades many copies of the lab in one session."""
     names = new_names("pipe")
     try:
         create_source_tables(pg, names.schema)

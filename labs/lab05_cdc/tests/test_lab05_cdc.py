@@ -1,7 +1,7 @@
 """Graded test suite for Lab 05 — used by `make lab-5` and instructors' grading.
 
 Real PostgreSQL (wal_level=logical), Kafka Connect with Debezium, Kafka and ClickHouse. Parts C-E
-share one connector per run of this module (its own schema, slot, publication and topic prefix);
+share one connector per test session (its own schema, slot, publication and topic prefix);
 part B registers its own. Every name is unique and removed afterwards.
 """
 
@@ -563,6 +563,15 @@ def test_partC_tombstones_and_malformed_events(mod):
         "after without flight_count": json.dumps(
             {"op": "c", "before": None, "after": bad_after, "source": source}
         ),
+        "a create without after": json.dumps(
+            {"op": "c", "before": None, "after": None, "source": source}
+        ),
+        "a snapshot read without after": json.dumps(
+            {"op": "r", "before": None, "after": None, "source": source}
+        ),
+        "a delete without before": json.dumps(
+            {"op": "d", "before": None, "after": None, "source": source}
+        ),
     }
     for what, value in malformed.items():
         try:
@@ -576,6 +585,7 @@ def test_partC_tombstones_and_malformed_events(mod):
 
 
 # ================================================================== part D: the replica
+REPLICA_TABLE_NAMES = ("processed_flights_replica", "flight_statistics_replica")
 REPLICA_COLUMNS = {
     "processed_flights_replica": [
         ("icao24", "String"),
@@ -689,6 +699,9 @@ def test_partD_replica_equals_source_after_a_mix(mod, ch, pg, pipeline, replica_
     mix(pg, pipeline.names.schema)
     messages = all_messages(pg, pipeline.names)
     events = [suite_event(mod, m) for m in messages]
+    # Keep each insert's part apart, so the number of inserts shows.
+    for table in REPLICA_TABLE_NAMES:
+        ch.command(f"SYSTEM STOP MERGES `{replica_db}`.{table}")
     result = mod.apply_events(ch, replica_db, events)
     expect_replica(
         ch,
@@ -706,6 +719,19 @@ def test_partD_replica_equals_source_after_a_mix(mod, ch, pg, pipeline, replica_
     }
     got = {k: getattr(result, k) for k in kinds}
     assert got == kinds, f"Lab 05, part D: apply_events should count {kinds}, counted {got}"
+    parts = dict(
+        ch.query(
+            "SELECT table, count() FROM system.parts WHERE database = {db:String} AND active "
+            "GROUP BY table",
+            parameters={"db": replica_db},
+        ).result_rows
+    )
+    assert parts == dict.fromkeys(REPLICA_TABLE_NAMES, 1), (
+        f"Lab 05, part D: one apply_events call with {len(events)} events should make one insert "
+        f"per table; the replica tables now have these parts (one per insert): {parts}. Hint: "
+        f"collect the rows per table and send each table's rows in a single client.insert(): "
+        f"row-by-row inserts make a part each, which ClickHouse must merge again."
+    )
 
 
 @pytest.mark.points(2)
