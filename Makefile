@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | md5sum | cut -c1-12)
 # Graded suites and the platform's own tests.
 LAB_TESTS := labs
 PLATFORM_TESTS := tests
@@ -31,8 +31,8 @@ endif
 
 .PHONY: help setup venv install up down status restart reset doctor $(LAB_TARGETS) \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
-        check-wrong-answers \
-        bench lint clean
+        check-wrong-answers check-stable \
+        bench lint clean demo dashboard airflow
 
 help: ## list the commands
 	@grep -hE '^[$$a-zA-Z0-9_%()-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^$$(LAB_TARGETS): lab-%/lab-N/' \
@@ -41,11 +41,9 @@ help: ## list the commands
 
 # ------------------------------------------------------------------ set-up
 $(STAMP): pyproject.toml
-	@echo "[setup] Python virtualenv in $(VENV) and the pinned packages (first run: a few minutes)…"
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --progress-bar on -e .
-	@rm -f $(VENV)/.installed-*; touch $@
+	@echo "[setup] Python virtualenv in $(VENV) with the packages of requirements.lock"
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup-venv.sh
+	@rm -f $(VENV)/.installed-*; touch $(VENV)/.installed-$$(cat pyproject.toml requirements.lock | md5sum | cut -c1-12)
 
 venv: $(STAMP)
 
@@ -108,6 +106,9 @@ check-tests: up ## fail when any graded test passes on the pristine skeletons
 check-wrong-answers: up ## every wrong answer (labs/*/tests/wrong_answers/*.patch) must lose points (LABS="3 4")
 	@$(PY) -m harness.grading.wrong_answers $(LABS) --json $(REPORTS)/wrong-answers.json
 
+check-stable: up ## every suite RUNS=5 times on solutions/, 0 failures (LABS="5", ALONGSIDE=2 as load); not in make test
+	@$(PY) -m harness.grading.stable $(LABS) --runs $(or $(RUNS),5) $(if $(ALONGSIDE),--alongside $(ALONGSIDE)) --json $(REPORTS)/stable.json
+
 test-platform: up ## the platform's own tests (stack, data, harness, compose file)
 	@$(PYTEST) $(PLATFORM_TESTS) -q
 
@@ -121,14 +122,41 @@ test: lint up check-skeletons test-platform test-solutions check-tests notebooks
 notebooks: up ## run the notebooks under nbval (stored outputs compared)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PYTEST) --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly -q; else echo "no notebooks yet"; fi
 
-jupyter: up ## start JupyterLab on the stack
-	@$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $${JUPYTER_PORT:-8888} --notebook-dir notebooks
+jupyter: up ## start JupyterLab on the stack (docker stack: it runs in the jupyter container)
+	@if [ "$$($(PY) -c 'from harness.runtime.config import stack; print(stack())')" = docker ]; then \
+	  $(PY) -m harness.ops.docker_stack jupyter-url; \
+	else $(VENV)/bin/jupyter lab --ip 127.0.0.1 --port $${JUPYTER_PORT:-8888} --notebook-dir notebooks; fi
+
+# Lab 08's DAG in Airflow's UI; AIRFLOW_DAGS=solutions serves the reference DAG instead.
+AIRFLOW_DAGS ?= labs
+airflow: up ## Airflow 3 (standalone) on http://127.0.0.1:$AIRFLOW_PORT running Lab 08's DAG over the recording's hours
+	@$(PY) -m harness.ops.airflow_stack standalone --dags $(AIRFLOW_DAGS)
+
+demo: up ## the whole platform at once on the recording: replay, streaming, batch, CDC, the seed's query
+	@$(PY) -m harness.ops.demo $(DEMO_ARGS)
+
+# Lab 09's live dashboard; DASHBOARD_APP=solutions/lab09_alerts/dashboard.py shows the reference.
+DASHBOARD_APP ?= labs/lab09_alerts/dashboard.py
+dashboard: venv ## Lab 09's live dashboard (Streamlit) on http://127.0.0.1:$DASHBOARD_PORT, from ClickHouse
+	@$(PY) -m harness.ops.stack up clickhouse
+	@$(PY) -m streamlit run $(DASHBOARD_APP) --server.address 127.0.0.1 \
+	  --server.port $$($(PY) -c 'from harness.runtime.config import setting; print(setting("DASHBOARD_PORT"))') \
+	  --server.headless true --browser.gatherUsageStats false
 
 bench: up ## measure the stack, the student loop, streaming, batch and Kafka: bench/results.md
 	@$(PY) -m bench $(BENCH_ARGS)
 
-lint: venv ## ruff check and format check
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+# actionlint (a Go module) checks the CI workflow; built once with `go install`, then cached.
+ACTIONLINT_VERSION := 1.7.12
+ACTIONLINT := .stack/bin/actionlint-$(ACTIONLINT_VERSION)
+$(ACTIONLINT):
+	@echo "[setup] building actionlint $(ACTIONLINT_VERSION) with go install (once)…"
+	@mkdir -p $(@D) && GOBIN=$(CURDIR)/.stack/bin/.actionlint-build \
+	  go install github.com/rhysd/actionlint/cmd/actionlint@v$(ACTIONLINT_VERSION) \
+	  && mv .stack/bin/.actionlint-build/actionlint $@ && rmdir .stack/bin/.actionlint-build
+
+lint: venv $(ACTIONLINT) ## ruff check and format check; actionlint on .github/workflows
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(ACTIONLINT)
 
 clean: down ## stop the stack and remove reports and caches (keeps downloads)
 	@rm -rf $(REPORTS) .pytest_cache

@@ -11,6 +11,7 @@ Layout under `STACK_DIR` (git-ignored):
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,64 @@ JARS_DIR = STACK_DIR / "jars"
 DATA_ROOT = STACK_DIR / "data"
 LOG_DIR = STACK_DIR / "logs"
 RUN_DIR = STACK_DIR / "run"
+# Built binaries and fetched jars, shared by every clone of the course on this machine (keyed by version).
+USER_CACHE = Path(
+    os.environ.get("OPENSKY_LABS_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opensky-labs"
+)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    """Hard links where the file system allows (no second copy on disk), plain copies otherwise."""
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if src.is_dir():
+        shutil.copytree(src, dest, copy_function=link_or_copy)
+    else:
+        link_or_copy(str(src), str(dest))
+
+
+def _replace(src: Path, dest: Path) -> None:
+    staged = dest.with_name(dest.name + ".staged")
+    _remove(staged)
+    _copy(src, staged)
+    _remove(dest)
+    staged.rename(dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def restore_from_user_cache(key: str, dest: Path) -> bool:
+    """Put the cached copy of `key` (a file or folder another clone built) at `dest`; False if none."""
+    cached = USER_CACHE / key
+    if not cached.exists():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _replace(cached, dest)
+    log(f"      reused {cached} (built before on this machine)")
+    return True
+
+
+def save_to_user_cache(key: str, src: Path) -> None:
+    """Keep a verified build or download for every later clone; never fails the set-up."""
+    cached = USER_CACHE / key
+    if cached.exists():
+        return
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        _replace(src, cached)
+    except OSError as exc:
+        log(f"      (could not keep {src.name} in {USER_CACHE}: {exc})")
 
 
 class StackError(RuntimeError):
@@ -33,6 +92,19 @@ class StackError(RuntimeError):
 
 def log(message: str) -> None:
     print(message, flush=True)
+
+
+def apt_install(packages: list[str], what: str) -> None:
+    """Install Debian packages with apt-get (as root: CI and containers); a StackError naming the
+    command to run otherwise, or when apt-get fails."""
+    command = f"sudo apt-get install -y {' '.join(packages)}"
+    if os.geteuid() != 0:
+        raise StackError(f"{what} is missing and we are not root. Install it with: {command}")
+    log(f"      apt-get install -y {' '.join(packages)} ({what})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        if subprocess.run(argv, env=env).returncode != 0:
+            raise StackError(f"`{' '.join(argv)}` failed; install {what} by hand and retry.")
 
 
 class Service:

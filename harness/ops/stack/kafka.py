@@ -14,7 +14,15 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from harness.ops.stack.base import JARS_DIR, Service, StackError, java, log
+from harness.ops.stack.base import (
+    JARS_DIR,
+    Service,
+    StackError,
+    java,
+    log,
+    restore_from_user_cache,
+    save_to_user_cache,
+)
 from harness.runtime.config import ROOT, setting
 from harness.runtime.services import port_open
 
@@ -83,6 +91,9 @@ def fetch_jars(
     the local repository and fetched again, up to `MAVEN_ATTEMPTS` times.
     """
     properties = properties or {}
+    cache_key = f"jars/{dest.name}-{_fingerprint(pom, properties)[:16]}"
+    if restore_from_user_cache(cache_key, dest) and jars_installed(pom, dest, properties):
+        return
     mvn = shutil.which("mvn")
     if mvn is None:
         raise StackError(
@@ -100,6 +111,7 @@ def fetch_jars(
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
+    save_to_user_cache(cache_key, dest)
 
 
 def _fetch_into(

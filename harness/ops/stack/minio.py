@@ -12,7 +12,14 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from harness.ops.stack.base import BIN_DIR, Service, StackError, log
+from harness.ops.stack.base import (
+    BIN_DIR,
+    Service,
+    StackError,
+    log,
+    restore_from_user_cache,
+    save_to_user_cache,
+)
 from harness.runtime.config import BUCKETS, endpoints, setting
 
 MODULE = "github.com/minio/minio"
@@ -57,6 +64,9 @@ class MinIO(Service):
         """`go install` the pinned MinIO module into a temporary folder, check it, then move it in."""
         if self.installed() and binary_works(self.binary):
             return
+        cache_key = f"minio-{MODULE_VERSION}/minio"
+        if restore_from_user_cache(cache_key, self.binary) and binary_works(self.binary):
+            return
         if not shutil.which("go"):
             raise StackError(
                 "MinIO is built with Go, which is not installed. Install Go (1.24 or newer), or "
@@ -76,6 +86,7 @@ class MinIO(Service):
                 raise StackError(f"the freshly built MinIO binary does not run: {built}")
             os.replace(built, self.binary)  # atomic: never a half-written binary in place
         log(f"      built {self.binary}")
+        save_to_user_cache(cache_key, self.binary)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         ep = endpoints()

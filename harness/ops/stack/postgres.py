@@ -18,7 +18,7 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from harness.ops.stack.base import DATA_ROOT, Service, StackError, log, pid_alive
+from harness.ops.stack.base import DATA_ROOT, Service, StackError, apt_install, log, pid_alive
 from harness.runtime.config import STACK_DIR, endpoints
 
 OS_USER = "postgres"  # the account Debian's package creates; only used when we are root
@@ -119,13 +119,7 @@ class Postgres(Service):
                 "PostgreSQL server binaries are missing and we are not root. Install them with: "
                 "sudo apt-get install -y postgresql   then run the command again."
             )
-        log("      apt-get install -y postgresql (Debian's server binaries)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-            if subprocess.run(argv, env=env).returncode != 0:
-                raise StackError(
-                    f"`{' '.join(argv)}` failed; install PostgreSQL by hand and retry."
-                )
+        apt_install(["postgresql"], "PostgreSQL (Debian's server binaries)")
         if not self.installed():
             raise StackError("apt-get installed postgresql but no server binaries were found.")
         # Debian's package starts its own cluster on 5432; the lab runs its own server instead.

@@ -20,7 +20,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from harness.ops.stack.base import JARS_DIR, Service, StackError, log
+from harness.ops.stack.base import (
+    JARS_DIR,
+    Service,
+    StackError,
+    log,
+    restore_from_user_cache,
+    save_to_user_cache,
+)
 from harness.runtime.config import ROOT, STACK_DIR, setting
 from harness.runtime.services import port_open
 
@@ -97,6 +104,10 @@ def fetch_jars(dest: Path = SPARK_JARS_DIR, pom: Path = SPARK_POM) -> list[Path]
     """
     if jars_complete(dest, pom):
         return sorted(dest.glob("*.jar"))
+    cache_key = f"jars/spark-{_pom_digest(pom)[:16]}"
+    if restore_from_user_cache(cache_key, dest) and jars_complete(dest, pom):
+        return sorted(dest.glob("*.jar"))
+    log(f"      mvn dependency:copy-dependencies -f {pom.relative_to(ROOT)}")
     mvn = shutil.which("mvn")
     if not mvn:
         raise StackError(
@@ -147,6 +158,7 @@ def fetch_jars(dest: Path = SPARK_JARS_DIR, pom: Path = SPARK_POM) -> list[Path]
         dest.rename(old)
     scratch.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
+    save_to_user_cache(cache_key, dest)
     return sorted(dest.glob("*.jar"))
 
 
@@ -212,8 +224,6 @@ class SparkMaster(Service):
             path = home / "bin" / script
             if path.exists() and not os.access(path, os.X_OK):
                 path.chmod(path.stat().st_mode | 0o111)
-        if not jars_complete():
-            log("      mvn dependency:copy-dependencies -f infra/native/spark/pom.xml")
         jars = fetch_jars()
         log(f"      {len(jars)} jars in {SPARK_JARS_DIR} verified")
 
