@@ -25,6 +25,7 @@ import email.policy
 import gzip
 import hmac
 import json
+import os
 import re
 import signal
 import threading
@@ -35,8 +36,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
-
-import chdb.session
 
 from harness.runtime.config import STACK_DIR, endpoints
 
@@ -177,6 +176,12 @@ class Engine:
     """One persistent chDB session; every call to it is serialised by a lock."""
 
     def __init__(self, path: Path, database: str) -> None:
+        # UTC whatever the host's zone, like clickhouse-server: chDB fixes its zone from TZ when
+        # the library loads, so it is imported only now.
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+        import chdb.session
+
         path.mkdir(parents=True, exist_ok=True)
         self.session = chdb.session.Session(str(path))
         self.lock = threading.Lock()

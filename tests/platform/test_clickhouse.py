@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from harness.grading.testkit import wait_until
 from harness.runtime.config import CLICKHOUSE_DB, endpoints, setting
 from harness.runtime.services import clickhouse_client, minio_client
 
@@ -343,3 +344,47 @@ def test_s3_table_function_reads_parquet_from_minio(ch, names):
     finally:
         for obj in s3.list_objects(bucket, prefix=f"{prefix}/", recursive=True):
             s3.remove_object(bucket, obj.object_name)
+
+
+def test_server_time_zone_is_utc_on_a_machine_in_another_zone(tmp_path):
+    """A chDB server started where the host's zone is not UTC still reports and stores UTC, so an
+    aware datetime keeps its instant (natively; the docker clickhouse-server runs in UTC too)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import clickhouse_connect
+
+    if setting("STACK", "auto") not in ("auto", "native"):
+        pytest.skip("starts a native chDB server; the docker stack's server is covered above")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TZ": "Asia/Kolkata"}
+    argv = [sys.executable, "-m", "harness.ops.chdb_server", "--port", str(port)]
+    server = subprocess.Popen([*argv, "--path", str(tmp_path / "ch")], env=env)
+    try:
+        ep = endpoints()
+
+        def connected():
+            assert server.poll() is None, "the chDB server exited at start"
+            try:
+                return clickhouse_connect.get_client(
+                    host="127.0.0.1",
+                    port=port,
+                    username=ep.clickhouse_user,
+                    password=ep.clickhouse_password,
+                )
+            except Exception:
+                return None
+
+        client = wait_until(connected, "the second chDB server answering")
+        assert client.command("SELECT timezone()") == "UTC"
+        client.command("CREATE TABLE t (at DateTime) ENGINE = MergeTree ORDER BY at")
+        instant = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        client.insert("t", [[instant]], column_names=["at"])
+        assert client.command("SELECT toString(at) FROM t") == "2024-05-01 12:00:00"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

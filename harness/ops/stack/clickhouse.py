@@ -50,7 +50,9 @@ class ChdbServer(Service):
             "--path",
             str(self.data_dir),
         ]
-        return argv, {"PYTHONPATH": str(ROOT)}
+        # The server's time zone is UTC on every machine, as the docker stack's clickhouse-server is:
+        # chDB takes the host's zone otherwise, and aware datetimes would shift by its offset.
+        return argv, {"PYTHONPATH": str(ROOT), "TZ": "UTC"}
 
     def healthy(self) -> bool:
         try:
