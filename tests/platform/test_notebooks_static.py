@@ -1,22 +1,21 @@
 """Static checks of the self-study notebooks (no services needed; `make notebooks` runs them).
 
-Each notebook matches its source in `tools/build_notebooks.py`, was run top to bottom with its
+Each notebook is paired with its percent-format script (Jupytext), was run top to bottom with its
 outputs stored (nbval compares against them), shows at least one picture, ends with exercises
 that point to an existing lab, and never spells out a host, port or password.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
+import jupytext
 import nbformat
 import pytest
 
 from harness.runtime.config import ENV_FILE, ROOT
 
 NOTEBOOK_DIR = ROOT / "notebooks"
-BUILDER = ROOT / "tools" / "build_notebooks.py"
 NOTEBOOKS = [
     "01_batch_vs_streaming.ipynb",
     "02_kafka_basics.ipynb",
@@ -29,13 +28,6 @@ MAX_BYTES = 1_000_000
 LAB_LINK = re.compile(r"\]\(\.\./labs/(lab(\d\d)_[a-z0-9_]+)/README\.md\)")
 MAKE_LAB = re.compile(r"make lab-(\d)")
 PORTS = re.compile(r"(?<![\d.])(9092|9093|8083|5432|9000|9001|8123|7077|8081|8082|8888)(?![\d.])")
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", BUILDER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _secrets() -> list[str]:
@@ -51,7 +43,7 @@ def _secrets() -> list[str]:
 def _load(name: str) -> nbformat.NotebookNode:
     path = NOTEBOOK_DIR / name
     assert path.exists(), (
-        f"{path} is missing; build it with: python tools/build_notebooks.py --execute"
+        f"{path} is missing; make it from its script: jupytext --sync {path.with_suffix('.py')}"
     )
     return nbformat.read(path, as_version=4)
 
@@ -83,14 +75,24 @@ def test_notebook_is_valid_and_uses_the_python3_kernel(name: str) -> None:
     )
 
 
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_matches_its_source(name: str) -> None:
-    """The cells equal what tools/build_notebooks.py generates (sources, kinds, nbval tags)."""
-    builder = _builder()
-    number = name[:2]
-    found = builder.differences(number)
-    assert not found, (
-        "\n".join(found) + f"\nRebuild with: python tools/build_notebooks.py {number} --execute"
+def test_notebook_is_in_step_with_its_script(name: str) -> None:
+    """The `.ipynb` and its percent-format script (what authors edit) hold the same cells and tags."""
+    script = (NOTEBOOK_DIR / name).with_suffix(".py")
+    assert script.exists(), f"{script} is missing: jupytext --sync notebooks/{name}"
+    in_script = _cells(jupytext.read(script))
+    in_notebook = _cells(_load(name))
+    differ = [
+        i for i, pair in enumerate(zip(in_script, in_notebook, strict=False)) if pair[0] != pair[1]
+    ]
+    assert len(in_script) == len(in_notebook) and not differ, (
+        f"{name} and {script.name} differ (cells {differ[:5]}, counts {len(in_notebook)} vs "
+        f"{len(in_script)}); run `jupytext --sync notebooks/{script.name}`, then re-run the "
+        "notebook to store its outputs"
     )
 
 
@@ -102,7 +104,7 @@ def test_outputs_are_stored_from_one_run_top_to_bottom(name: str) -> None:
     counts = [c.execution_count for c in cells]
     assert counts == list(range(1, len(cells) + 1)), (
         f"{name}: execution counts {counts}; run the notebook once from the top "
-        f"(python tools/build_notebooks.py {name[:2]} --execute)"
+        "(see notebooks/README.md, Changing a notebook)"
     )
     errors = [i for i, c in enumerate(cells) if any(o.output_type == "error" for o in c.outputs)]
     assert not errors, f"{name}: code cells {errors} stored an error"
