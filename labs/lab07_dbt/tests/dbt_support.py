@@ -33,10 +33,12 @@ from harness.runtime.schema import (
     flight_statistics_ddl,
     processed_flights_ddl,
 )
-from harness.runtime.services import pg_connect
+from harness.runtime.services import clickhouse_client, pg_connect
 
 LAB = "lab07_dbt"
 PROFILE = "opensky"
+CLICKHOUSE_PROFILE = "opensky_clickhouse"
+CLICKHOUSE_PROJECT = "clickhouse"  # the ClickHouse project's folder inside the lab
 GAP = timedelta(minutes=10)  # the project's `flight_gap_minutes`
 IMPOSSIBLE_SPEED_MS = 600.0  # the project's `impossible_speed_ms`
 EARTH_RADIUS_KM = 6371.0
@@ -67,6 +69,16 @@ RAW_COLUMNS = [
     "category",
 ]
 TIME_COLUMNS = ("fetch_time", "time_position", "last_contact")
+# The columns of ClickHouse's `flights_streaming` (Labs 02 and 04) the ClickHouse mart reads.
+CLICKHOUSE_COLUMNS = [
+    ("fetch_time", "DateTime('UTC')"),
+    ("icao24", "String"),
+    ("callsign", "Nullable(String)"),
+    ("origin_country", "LowCardinality(String)"),
+    ("baro_altitude", "Nullable(Float64)"),
+    ("on_ground", "Bool"),
+    ("velocity", "Nullable(Float64)"),
+]
 
 
 # ------------------------------------------------------------------ the recording
@@ -133,6 +145,40 @@ def load_raw(schema: str, rows: list[dict[str, Any]]) -> None:
             with cur.copy(f"COPY {schema}.flight_statistics ({stats_columns}) FROM STDIN") as copy:
                 for record in hourly_statistics(rows):
                     copy.write_row(record)
+
+
+def load_clickhouse(database: str, rows: list[dict[str, Any]]) -> None:
+    """Create `database` with a `flights_streaming` table (the columns the mart reads) and the rows."""
+    client = clickhouse_client()
+    try:
+        client.command(f"CREATE DATABASE {database}")
+        client.command(
+            f"CREATE TABLE {database}.flights_streaming ("
+            f"{', '.join(f'{n} {t}' for n, t in CLICKHOUSE_COLUMNS)}"
+            f") ENGINE = MergeTree ORDER BY (origin_country, icao24, fetch_time)"
+        )
+        names = [n for n, _ in CLICKHOUSE_COLUMNS]
+        data = [[utc(r[n]) if n == "fetch_time" else r[n] for n in names] for r in rows]
+        client.insert(f"{database}.flights_streaming", data, column_names=names)
+    finally:
+        client.close()
+
+
+def drop_clickhouse(database: str) -> None:
+    client = clickhouse_client()
+    try:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
+    finally:
+        client.close()
+
+
+def clickhouse_query(sql: str) -> list[dict[str, Any]]:
+    client = clickhouse_client()
+    try:
+        result = client.query(sql)
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    finally:
+        client.close()
 
 
 def insert_raw(schema: str, rows: list[dict[str, Any]]) -> None:
@@ -202,9 +248,12 @@ class Invocation:
 class DbtProject:
     """The project under test bound to one schema, with scratch profiles, target and log folders."""
 
-    def __init__(self, project_dir: Path, schema: str, scratch: Path) -> None:
+    def __init__(
+        self, project_dir: Path, schema: str, scratch: Path, adapter: str = "postgres"
+    ) -> None:
         self.project_dir = project_dir
         self.schema = schema
+        self.adapter = adapter
         self.scratch = scratch
         self.profiles_dir = scratch / "profiles"
         self.target_path = scratch / "target"
@@ -217,17 +266,35 @@ class DbtProject:
         import yaml
 
         ep = endpoints()
-        output = {
-            "type": "postgres",
-            "host": ep.pg_host,
-            "port": ep.pg_port,
-            "user": ep.pg_user,
-            "password": ep.pg_password,
-            "dbname": ep.pg_db,
-            "schema": self.schema,
-            "threads": 4,
-        }
-        profile = {PROFILE: {"target": "lab", "outputs": {"lab": output}}}
+        if self.adapter == "clickhouse":  # a database is what dbt-clickhouse calls a schema
+            name, output = (
+                CLICKHOUSE_PROFILE,
+                {
+                    "type": "clickhouse",
+                    "driver": "http",
+                    "host": ep.clickhouse_host,
+                    "port": ep.clickhouse_port,
+                    "user": ep.clickhouse_user,
+                    "password": ep.clickhouse_password,
+                    "schema": self.schema,
+                    "threads": 1,
+                },
+            )
+        else:
+            name, output = (
+                PROFILE,
+                {
+                    "type": "postgres",
+                    "host": ep.pg_host,
+                    "port": ep.pg_port,
+                    "user": ep.pg_user,
+                    "password": ep.pg_password,
+                    "dbname": ep.pg_db,
+                    "schema": self.schema,
+                    "threads": 4,
+                },
+            )
+        profile = {name: {"target": "lab", "outputs": {"lab": output}}}
         (self.profiles_dir / "profiles.yml").write_text(yaml.safe_dump(profile))
 
     @property

@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 from dbt_support import (
+    CLICKHOUSE_PROJECT,
     DbtProject,
+    clickhouse_query,
+    drop_clickhouse,
     expected_aircraft,
     expected_country_stats,
     expected_flights,
@@ -24,7 +27,11 @@ from dbt_support import (
     hourly_statistics,
     impossible_speed_aircraft,
     insert_raw,
+    load_clickhouse,
+    new_schema,
     query,
+    remove_dir,
+    scratch_dir,
 )
 
 from conftest import EXTRA_ROWS, LabRun
@@ -436,19 +443,19 @@ def check_country_mart(lab: LabRun, name: str, period_column: str, per: str) -> 
     compare_stats(table(lab.schema, name), (period_column, "origin_country"), want, name)
 
 
-@pytest.mark.points(6)
+@pytest.mark.points(5)
 def test_partD_hourly_country_statistics(lab: LabRun) -> None:
     """country_hourly_stats: per UTC hour and country, rows, aircraft, mean speed, top altitude."""
     check_country_mart(lab, "country_hourly_stats", "hour_utc", "hour")
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 def test_partD_daily_country_statistics(lab: LabRun) -> None:
     """country_daily_stats: per UTC day and country, the same figures."""
     check_country_mart(lab, "country_daily_stats", "stat_date", "day")
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 def test_partD_busiest_routes_of_the_hour(lab: LabRun) -> None:
     """busiest_routes_hourly: each hour's five busiest cell-to-cell routes, ties included."""
     built(lab, "busiest_routes_hourly", "D")
@@ -472,7 +479,7 @@ def test_partD_busiest_routes_of_the_hour(lab: LabRun) -> None:
     )
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 def test_partD_marts_read_refs_and_document_columns(lab: LabRun, manifest) -> None:
     """Marts read models (ref), never raw tables; the hourly and routes marts document columns."""
     for name in (*MARTS, "busiest_routes_hourly"):
@@ -491,6 +498,28 @@ def test_partD_marts_read_refs_and_document_columns(lab: LabRun, manifest) -> No
             f"Lab 07, part D: {name} has undocumented columns {undocumented}; describe each "
             f"column in the model's YAML (they show up in `dbt docs`)."
         )
+
+
+@pytest.mark.points(4)
+def test_partD_hourly_mart_on_clickhouse(project_dir, recording) -> None:
+    """The ClickHouse project (dbt-clickhouse) builds country_hourly_stats on ClickHouse's
+    flights_streaming with the same figures as the PostgreSQL mart."""
+    database = new_schema("lab07_ch")
+    dbt = DbtProject(
+        project_dir / CLICKHOUSE_PROJECT, database, scratch_dir(f"{database}-"), "clickhouse"
+    )
+    try:
+        load_clickhouse(database, recording)
+        build = dbt.invoke("build")
+        assert build.success, (
+            f"Lab 07, part D: `dbt build` of the ClickHouse project failed: {build.summary()}"
+        )
+        got = clickhouse_query(f"SELECT * FROM {database}.country_hourly_stats")
+        want = expected_country_stats(recording, "hour")
+        compare_stats(got, ("hour_utc", "origin_country"), want, "ClickHouse country_hourly_stats")
+    finally:
+        drop_clickhouse(database)
+        remove_dir(dbt.scratch)
 
 
 # ================================================================== part E: tests and contracts
