@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psutil
+
 from harness.runtime.config import ROOT, STACK_DIR, setting
 
 BENCH_DIR = ROOT / "bench"
@@ -149,14 +151,6 @@ def cpu_pressure() -> str:
     return f"CPU pressure (time a task waited for a CPU, last minute): {fields['avg60']}%"
 
 
-def _meminfo() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        out[key] = int(rest.split()[0]) * 1024
-    return out
-
-
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -165,12 +159,12 @@ def _cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    mem = _meminfo()
+    mem = psutil.virtual_memory()
     return {
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),
-        "memory_gib": round(mem.get("MemTotal", 0) / 2**30, 1),
-        "memory_available_gib": round(mem.get("MemAvailable", 0) / 2**30, 1),
+        "memory_gib": round(mem.total / 2**30, 1),
+        "memory_available_gib": round(mem.available / 2**30, 1),
         "kernel": platform.release(),
         "os": _os_name(),
         "load_average": load_average(),

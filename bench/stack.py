@@ -42,14 +42,14 @@ import json
 from harness.ops.stack.base import descendants, rss_bytes
 from harness.ops.stack.manager import all_services, owned_pid
 
+import psutil
+
 def pss(pid):
     total = 0
     for p in [pid, *descendants(pid)]:
         try:
-            for line in open(f"/proc/{p}/smaps_rollup"):
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
+            total += psutil.Process(p).memory_full_info().pss
+        except psutil.Error:
             pass
     return total
 

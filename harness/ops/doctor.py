@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from harness.ops import ports
 from harness.runtime.config import ROOT, STACK_DIR, docker_engine_answers, setting
 
@@ -225,27 +227,10 @@ def check_disk() -> Check:
     return Check("System", "Free disk", OK, detail)
 
 
-def meminfo() -> dict[str, int]:
-    """/proc/meminfo in bytes (empty when not on Linux)."""
-    values: dict[str, int] = {}
-    try:
-        lines = Path("/proc/meminfo").read_text().splitlines()
-    except OSError:
-        return values
-    for line in lines:
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            values[key] = int(parts[0]) * 1024
-    return values
-
-
 def check_memory() -> Check:
-    info = meminfo()
-    if "MemAvailable" not in info:
-        return Check("System", "Free memory", INFO, "cannot read /proc/meminfo (not Linux?)")
-    available = info["MemAvailable"] / 2**30
-    total = info.get("MemTotal", 0) / 2**30
+    memory = psutil.virtual_memory()
+    available = memory.available / 2**30
+    total = memory.total / 2**30
     detail = f"{available:.1f} GiB available of {total:.1f} GiB"
     if available < MIN_MEMORY_GB:
         return Check(

@@ -1,9 +1,8 @@
 """Who listens on a TCP port: the lab stack's ports, their variables, and the program holding one.
 
-On Linux the program lookup reads `/proc`: LISTEN sockets come from `/proc/net/tcp` and
-`/proc/net/tcp6`, their inodes are matched against `/proc/<pid>/fd/*`, and the program is named from
-`/proc/<pid>/cmdline`. Without `/proc` (macOS) `lsof` is asked. When neither can see the owner
-(another user's process and we are not root) a port that answers is held by "an unknown program".
+psutil lists the listening sockets with their processes (Linux reads /proc, macOS asks the kernel);
+where it may not look (macOS without root), `lsof` is asked. When neither can see the owner (another
+user's process and we are not root) a port that answers is held by "an unknown program".
 
 Used by `make doctor` and by the stack manager's "port taken by a program that is not ours" message.
 """
@@ -15,6 +14,8 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+
+import psutil
 
 from harness.runtime.config import setting
 
@@ -30,7 +31,6 @@ PORT_VARIABLES: dict[str, tuple[str, ...]] = {
     "spark-worker": ("SPARK_WORKER_WEBUI_PORT",),
 }
 
-_LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp*
 _UNKNOWN = "an unknown program (see `ss -ltnp` or `lsof -iTCP:{port} -sTCP:LISTEN`, as root)"
 
 
@@ -56,27 +56,7 @@ def variable_for_port(port: int) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------ /proc lookups
-def _listening_inodes() -> dict[str, int]:
-    """Socket inode -> port, for every TCP socket in LISTEN state (IPv4 and IPv6)."""
-    inodes: dict[str, int] = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _LISTEN:
-                continue
-            try:
-                port = int(fields[1].rsplit(":", 1)[1], 16)
-            except (IndexError, ValueError):
-                continue
-            inodes[fields[9]] = port
-    return inodes
-
-
+# ------------------------------------------------------------------ process lookups
 def describe_cmdline(argv: list[str]) -> str:
     """A short, readable name for a command line: `java … kafka.Kafka`, `python -m pytest …`."""
     if not argv:
@@ -102,15 +82,9 @@ def describe_cmdline(argv: list[str]) -> str:
 
 def _cmdline(pid: int) -> str:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        raw = b""
-    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-    if argv:
-        return describe_cmdline(argv)
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() or "?"
-    except OSError:
+        process = psutil.Process(pid)
+        return describe_cmdline(process.cmdline()) if process.cmdline() else process.name()
+    except psutil.Error:
         return "?"
 
 
@@ -120,28 +94,20 @@ def listeners() -> dict[int, tuple[int | None, str]]:
     pid is None (and the program "an unknown program …") when the socket's owner cannot be seen:
     another user's process when we are not root, or a socket held inside a container.
     """
-    inodes = _listening_inodes()
+    try:
+        sockets = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:  # macOS without root: lsof answers per port instead
+        return {}
     found: dict[int, tuple[int | None, str]] = {}
-    if not inodes:
-        return found
-    targets = {f"socket:[{inode}]": port for inode, port in inodes.items()}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
             continue
-        try:
-            fds = os.listdir(entry / "fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(entry / "fd" / fd)
-            except OSError:
-                continue
-            port = targets.get(link)
-            if port is not None and port not in found:
-                found[port] = (int(entry.name), _cmdline(int(entry.name)))
-    for port in set(inodes.values()) - set(found):
-        found[port] = (None, _UNKNOWN.format(port=port))
+        port = conn.laddr.port
+        if conn.pid is not None:
+            if found.get(port, (None,))[0] is None:
+                found[port] = (conn.pid, _cmdline(conn.pid))
+        elif port not in found:
+            found[port] = (None, _UNKNOWN.format(port=port))
     return found
 
 
@@ -158,13 +124,13 @@ def port_owner(port: int) -> tuple[int | None, str] | None:
     owner = listeners().get(port)
     if owner is not None:
         return owner
-    if _answers(port):  # no /proc (not Linux), but something answers there
+    if _answers(port):  # psutil could not list it, but something answers there
         return _lsof_owner(port) or (None, _UNKNOWN.format(port=port))
     return None
 
 
 def _lsof_owner(port: int) -> tuple[int, str] | None:
-    """Where /proc is missing (macOS): ask `lsof` for the listening process."""
+    """Where psutil may not list sockets (macOS without root): ask `lsof`."""
     if not shutil.which("lsof"):
         return None
     try:

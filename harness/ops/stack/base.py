@@ -16,7 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from harness.runtime.config import STACK_DIR
 from harness.runtime.services import port_open
@@ -63,13 +66,19 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def restore_from_user_cache(key: str, dest: Path) -> bool:
-    """Put the cached copy of `key` (a file or folder another clone built) at `dest`; False if none."""
+def restore_from_user_cache(key: str, dest: Path, verify: Callable[[], bool]) -> bool:
+    """Put the cached copy of `key` (a file or folder another clone built) at `dest` and `verify`
+    it there; False when there is none or it fails (a damaged entry is dropped from the cache)."""
     cached = USER_CACHE / key
     if not cached.exists():
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     _replace(cached, dest)
+    if not verify():
+        log(f"      {cached} failed its check: dropped from the cache, fetching again")
+        _remove(cached)
+        _remove(dest)
+        return False
     log(f"      reused {cached} (built before on this machine)")
     return True
 
@@ -217,9 +226,10 @@ def pid_alive(pid: int) -> bool:
         return True
     # A zombie still answers kill(0); treat it as dead.
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
         return True
 
 
@@ -283,30 +293,19 @@ def python() -> str:
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident memory of `pid` and its descendants (Linux /proc)."""
+    """Resident memory of `pid` and its descendants."""
     total = 0
     for p in [pid, *descendants(pid)]:
         try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
+            total += psutil.Process(p).memory_info().rss
+        except psutil.Error:
             pass
     return total
 
 
 def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().split(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    """Every process started by `pid`, its children's children included."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []

@@ -92,7 +92,9 @@ def fetch_jars(
     """
     properties = properties or {}
     cache_key = f"jars/{dest.name}-{_fingerprint(pom, properties)[:16]}"
-    if restore_from_user_cache(cache_key, dest) and jars_installed(pom, dest, properties):
+    if restore_from_user_cache(
+        cache_key, dest, lambda: jars_installed(pom, dest, properties) and not broken_jars(dest)
+    ):
         return
     mvn = shutil.which("mvn")
     if mvn is None:

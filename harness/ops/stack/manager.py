@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
+
+import psutil
 
 from harness.ops import ports
 from harness.ops.stack.base import (
@@ -76,27 +77,20 @@ def select(names: list[str] | None, with_dependencies: bool = False) -> list[Ser
 
 
 # ------------------------------------------------------------------ which processes are ours
-def _boot_time() -> float:
-    with open("/proc/stat") as fh:
-        for line in fh:
-            if line.startswith("btime"):
-                return float(line.split()[1])
-    return 0.0
-
-
-def _stat_fields(pid: int) -> list[str] | None:
+def _process(pid: int) -> psutil.Process | None:
+    """The live (not zombie) process `pid`, or None."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except psutil.Error:
         return None
 
 
-def _started_at(pid: int) -> float | None:
-    fields = _stat_fields(pid)
-    if not fields:
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
         return None
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def owned_pid(service: Service) -> int | None:
@@ -109,25 +103,23 @@ def owned_pid(service: Service) -> int | None:
     pid = service.pid()
     if pid is None:
         return None
-    fields = _stat_fields(pid)
-    started = _started_at(pid)
+    process = _process(pid)
     try:
         written = service.pid_file.stat().st_mtime
-    except OSError:
+        started = process.create_time() if process else None
+    except (OSError, psutil.Error):
         return None
-    if not fields or int(fields[3]) != pid or started is None or started > written + 5:
+    if started is None or _session_of(pid) != pid or started > written + 5:
         return None
     return pid
 
 
 def session_members(sid: int) -> list[int]:
-    """Every process in session `sid` (a server we spawned and all it forked)."""
+    """Every live process in session `sid` (a server we spawned and all it forked)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields and int(fields[3]) == sid and fields[0] != "Z":
-                members.append(int(entry.name))
+    for process in psutil.process_iter():
+        if _session_of(process.pid) == sid and _process(process.pid) is not None:
+            members.append(process.pid)
     return members
 
 

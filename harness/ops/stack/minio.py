@@ -65,7 +65,7 @@ class MinIO(Service):
         if self.installed() and binary_works(self.binary):
             return
         cache_key = f"minio-{MODULE_VERSION}/minio"
-        if restore_from_user_cache(cache_key, self.binary) and binary_works(self.binary):
+        if restore_from_user_cache(cache_key, self.binary, lambda: binary_works(self.binary)):
             return
         if not shutil.which("go"):
             raise StackError(

@@ -105,9 +105,9 @@ def fetch_jars(dest: Path = SPARK_JARS_DIR, pom: Path = SPARK_POM) -> list[Path]
     if jars_complete(dest, pom):
         return sorted(dest.glob("*.jar"))
     cache_key = f"jars/spark-{_pom_digest(pom)[:16]}"
-    if restore_from_user_cache(cache_key, dest) and jars_complete(dest, pom):
+    if restore_from_user_cache(cache_key, dest, lambda: jars_complete(dest, pom)):
         return sorted(dest.glob("*.jar"))
-    log(f"      mvn dependency:copy-dependencies -f {pom.relative_to(ROOT)}")
+    log(f"      mvn dependency:copy-dependencies -f {pom}")
     mvn = shutil.which("mvn")
     if not mvn:
         raise StackError(
