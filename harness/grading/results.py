@@ -24,35 +24,6 @@ PASSED, FAILED, ERROR, SKIPPED, TIMEOUT, CRASHED = (
 )
 NOT_RUN, RUNNING = "not run", "running"
 
-# Gradescope's results format (https://gradescope-autograders.readthedocs.io, "Output format").
-GRADESCOPE_TOP_FIELDS = {
-    "score": (int, float),
-    "execution_time": (int, float),
-    "output": str,
-    "output_format": str,
-    "test_output_format": str,
-    "test_name_format": str,
-    "visibility": str,
-    "stdout_visibility": str,
-    "extra_data": dict,
-    "tests": list,
-    "leaderboard": list,
-}
-GRADESCOPE_TEST_FIELDS = {
-    "score": (int, float),
-    "max_score": (int, float),
-    "status": str,
-    "name": str,
-    "name_format": str,
-    "number": str,
-    "output": str,
-    "output_format": str,
-    "tags": list,
-    "visibility": str,
-    "extra_data": dict,
-}
-VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
-
 MESSAGE_LINES = 40
 MESSAGE_CHARS = 4000
 
@@ -274,41 +245,6 @@ def from_gradescope(data: dict[str, Any]) -> tuple[list[GradedTest], RunInfo]:
         )
     info = RunInfo(**data.get("extra_data", {}))
     return tests, info
-
-
-def gradescope_problems(data: Any) -> list[str]:
-    """Ways `data` breaks Gradescope's results format (empty when it is valid)."""
-    if not isinstance(data, dict):
-        return ["the document is not a JSON object"]
-    problems = [
-        f"unknown top-level field {key!r}" for key in data if key not in GRADESCOPE_TOP_FIELDS
-    ]
-    problems += [
-        f"top-level {key!r} has type {type(value).__name__}"
-        for key, value in data.items()
-        if key in GRADESCOPE_TOP_FIELDS and not isinstance(value, GRADESCOPE_TOP_FIELDS[key])
-    ]
-    if "score" not in data and "tests" not in data:
-        problems.append("needs a top-level score or tests")
-    for index, test in enumerate(data.get("tests", [])):
-        if not isinstance(test, dict):
-            problems.append(f"tests[{index}] is not an object")
-            continue
-        problems += [
-            f"tests[{index}]: unknown field {key!r}"
-            for key in test
-            if key not in GRADESCOPE_TEST_FIELDS
-        ]
-        problems += [
-            f"tests[{index}].{key} has type {type(value).__name__}"
-            for key, value in test.items()
-            if key in GRADESCOPE_TEST_FIELDS and not isinstance(value, GRADESCOPE_TEST_FIELDS[key])
-        ]
-        if test.get("visibility", "visible") not in VISIBILITIES:
-            problems.append(f"tests[{index}].visibility is {test['visibility']!r}")
-        if test.get("status", "passed") not in ("passed", "failed"):
-            problems.append(f"tests[{index}].status is {test['status']!r}")
-    return problems
 
 
 def write_json(path: Path | str, document: dict[str, Any]) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / "infra" / ".env"
 # Everything the native stack downloads, builds, writes and logs lives under this ignored folder.
@@ -23,16 +25,8 @@ STACKS = ("native", "docker", "external")
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+    """KEY=value lines of an env file (python-dotenv's reading: comments, quotes, `export`)."""
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
 
 
 @lru_cache(maxsize=1)

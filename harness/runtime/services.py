@@ -108,17 +108,6 @@ def minio_client():
     )
 
 
-def s3_storage_options() -> dict[str, Any]:
-    """pyarrow / fsspec style options for MinIO."""
-    ep = endpoints()
-    return {
-        "endpoint_override": ep.minio_url,
-        "access_key": ep.minio_access_key,
-        "secret_key": ep.minio_secret_key,
-        "scheme": "http",
-    }
-
-
 def s3_filesystem():
     """A pyarrow S3FileSystem pointed at MinIO."""
     from pyarrow import fs
