@@ -74,7 +74,18 @@ def wrap(
 ) -> list[str]:
     """`command` inside a bubblewrap sandbox; `readonly`/`writable` are bound at the same paths."""
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
-    args += ["--unshare-uts", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # A fresh /tmp that everyone may write (sticky), like the host's: pytest and Spark need one.
+    args += [
+        "--unshare-uts",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+    ]
     for folder in SYSTEM_DIRS:
         if Path(folder).is_dir():
             args += ["--ro-bind", folder, folder]
@@ -84,7 +95,7 @@ def wrap(
             args += ["--symlink", os.readlink(path), link]
         elif path.is_dir():
             args += ["--ro-bind", link, link]
-    made: set[Path] = {Path("/")}
+    made: set[Path] = {Path("/"), Path("/tmp")}
     for option, folders in (("--ro-bind", _unique(readonly)), ("--bind", _unique(writable))):
         for folder in folders:
             # bubblewrap makes missing parents mode 0700: the sandbox's user could not pass them.

@@ -153,24 +153,30 @@ def test_only_the_edited_files_are_graded(demo_course, tmp_path):
     assert rows["shadow"]["score"] == "2" and rows["shadow"]["integrity"] == ""
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_lab04_one_line_import_of_the_reference_gets_zero(tmp_path):
-    """Issue 24 as reported: real Lab 04, `from solutions… import *` -> 0, "could not import"."""
+    """Issue 24 as reported, on real Lab 04: `from solutions… import *` -> 0, "could not import",
+    flagged; the reference handed in as an honest submission in the same run keeps full marks."""
     subs = tmp_path / "subs"
-    path = subs / "mallory" / "labs" / "lab04_clickhouse" / "clickhouse_lab.py"
-    path.parent.mkdir(parents=True)
-    path.write_text("from solutions.lab04_clickhouse.clickhouse_lab import *\n")
+    for student, code in (
+        ("honest", (ROOT / "solutions" / "lab04_clickhouse" / "clickhouse_lab.py").read_text()),
+        ("mallory", "from solutions.lab04_clickhouse.clickhouse_lab import *\n"),
+    ):
+        path = subs / student / "labs" / "lab04_clickhouse" / "clickhouse_lab.py"
+        path.parent.mkdir(parents=True)
+        path.write_text(code)
     out = tmp_path / "out"
-    args = ["--submissions", str(subs), "--labs", "4", "--out", str(out), "--sandbox", "off"]
-    assert grade.main(args) == 0
+    assert grade.main(["--submissions", str(subs), "--labs", "4", "--out", str(out)]) == 0
     with (out / "grades.csv").open() as handle:
-        (row,) = list(csv.DictReader(handle))
-    assert row["lab"] == "lab04_clickhouse" and row["score"] == "0" and float(row["max"]) > 0
-    assert "reference solution" in row["integrity"]
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    honest, mallory = rows["honest"], rows["mallory"]
+    assert float(honest["max"]) > 0 and honest["score"] == honest["max"], honest
+    assert honest["integrity"] == ""
+    assert mallory["lab"] == "lab04_clickhouse" and mallory["score"] == "0", mallory
+    assert "reference solution" in mallory["integrity"]
     data = json.loads((out / "mallory" / "results.json").read_text())
     assert data["score"] == 0
     assert all(
         "could not import labs/lab04_clickhouse/clickhouse_lab.py" in t["output"]
         for t in data["tests"]
     )
-    assert (ROOT / "solutions" / "lab04_clickhouse" / "clickhouse_lab.py").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -71,6 +72,19 @@ def test_release_is_a_classroom_template(student_repo):
     labs = sorted(int(p.name[3:5]) for p in student_repo.glob("labs/lab[0-9][0-9]_*"))
     assert job["strategy"]["matrix"]["lab"] == labs
     assert any(step.get("run") == "make lab-${{ matrix.lab }}" for step in job["steps"])
+    # actionlint, as `make lint` builds it for this repository's own workflows.
+    version = re.search(r"^ACTIONLINT_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert version, "the Makefile no longer pins ACTIONLINT_VERSION"
+    actionlint = f".stack/bin/actionlint-{version.group(1)}"
+    built = subprocess.run(["make", "-s", "-C", str(ROOT), actionlint], capture_output=True)
+    assert built.returncode == 0, built.stderr
+    lint = subprocess.run(
+        [str(ROOT / actionlint), ".github/workflows/classroom.yml"],
+        cwd=student_repo,
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_student_makefile_has_the_student_commands_only(student_repo):

@@ -53,7 +53,8 @@ def _submission(folder: Path, demo: str) -> None:
 
 
 def test_hostile_submissions_cost_only_their_own_lab(two_lab_course, tmp_path):
-    """Reading solutions/, writing the instructor's tree, os._exit, endless import, fork bomb."""
+    """Reading solutions/, writing the instructor's tree, os._exit, endless import, a memory hog,
+    a fork bomb: each scores 0 in its own lab only, and nothing leaks or changes."""
     course = two_lab_course
     tests_file = course.root / "labs" / "lab01_demo" / "tests" / "test_lab01_demo.py"
     before = tests_file.read_text()
@@ -84,16 +85,20 @@ def test_hostile_submissions_cost_only_their_own_lab(two_lab_course, tmp_path):
                 os._exit(0)
         """,
         "loops_at_import": "while True:\n    pass\n",
+        "memory_hog": """
+            import time
+
+            hoard = b"x" * (800 * 2**20)
+            time.sleep(60)
+        """,
         "fork_bomb": """
             import os
-            import time
 
             forked = 0
             try:
                 while True:
-                    if os.fork() == 0:
-                        time.sleep(60)
-                        os._exit(0)
+                    if os.fork() == 0:  # the child becomes a small `sleep`: count, not memory
+                        os.execv("/bin/sleep", ["sleep", "60"])
                     forked += 1
             except OSError as exc:
                 raise RuntimeError(f"fork failed after {forked} processes: {exc}")
@@ -106,7 +111,7 @@ def test_hostile_submissions_cost_only_their_own_lab(two_lab_course, tmp_path):
     out = tmp_path / "out"
     args = ["--submissions", str(subs), "--tests-root", str(course.root / "labs")]
     args += ["--out", str(out), "--sandbox", "on", "--time-limit", "20"]
-    args += ["--max-processes", "64"]
+    args += ["--max-processes", "64", "--memory-mb", "500"]
     assert grade.main(args) == 0
     with (out / "grades.csv").open() as handle:
         rows = {(r["student"], r["lab"]): r for r in csv.DictReader(handle)}
@@ -127,6 +132,8 @@ def test_hostile_submissions_cost_only_their_own_lab(two_lab_course, tmp_path):
     assert {t["extra_data"]["status"] for t in exits["tests"] if t["score"] == 0} == {"crashed"}
     loops = json.loads((out / "loops_at_import" / "results.json").read_text())
     assert "time limit (20 s)" in json.dumps(loops)
+    hog = json.loads((out / "memory_hog" / "results.json").read_text())
+    assert "memory limit (500 MB)" in json.dumps(hog)
     bomb = json.loads((out / "fork_bomb" / "results.json").read_text())
     assert "fork failed after" in json.dumps(bomb)
     assert not [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == 65534], (
