@@ -96,3 +96,76 @@ def arrow_row_schema():
     import pyarrow as pa
 
     return pa.schema([pa.field(n, arrow_type(k), True) for n, k, _ in ROW_FIELDS])
+
+
+# PostgreSQL `processed_flights`: the streaming job (Lab 02) upserts it, Debezium (Lab 05) captures
+# it, Lab 07's dbt models read it. (name, PostgreSQL type, NOT NULL), primary key (icao24,
+# fetch_time). The first nine columns are the ones Lab 05 replicates; the others are the rest of a
+# state vector plus the streaming job's `event_time` and `late`, nullable so a writer that knows
+# only the first nine (Lab 05's tests) can still insert.
+PROCESSED_FLIGHTS_COLUMNS: list[tuple[str, str, bool]] = [
+    ("icao24", "text", True),
+    ("fetch_time", "timestamptz", True),
+    ("callsign", "text", False),
+    ("origin_country", "text", True),
+    ("longitude", "double precision", False),
+    ("latitude", "double precision", False),
+    ("baro_altitude", "double precision", False),
+    ("velocity", "double precision", False),
+    ("on_ground", "boolean", True),
+    ("time_position", "timestamptz", False),
+    ("last_contact", "timestamptz", False),
+    ("true_track", "double precision", False),
+    ("vertical_rate", "double precision", False),
+    ("sensors", "bigint[]", False),
+    ("geo_altitude", "double precision", False),
+    ("squawk", "text", False),
+    ("spi", "boolean", False),
+    ("position_source", "smallint", False),
+    ("category", "smallint", False),
+    ("event_time", "timestamptz", False),
+    ("late", "boolean", False),
+]
+PROCESSED_FLIGHTS_KEY = ("icao24", "fetch_time")
+
+
+def processed_flights_ddl(table: str = "public.processed_flights") -> str:
+    """`CREATE TABLE IF NOT EXISTS <table> (...)` for `processed_flights`; `table` is inserted as
+    given (quote or check it first: identifiers cannot be bound as parameters)."""
+    columns = [
+        f"{name} {pg_type}{' NOT NULL' if not_null else ''}"
+        for name, pg_type, not_null in PROCESSED_FLIGHTS_COLUMNS
+    ]
+    columns.append(f"PRIMARY KEY ({', '.join(PROCESSED_FLIGHTS_KEY)})")
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(columns) + "\n)"
+
+
+# PostgreSQL `flight_statistics`: the batch job (Lab 01) keeps its hourly figures per origin country
+# here, Debezium (Lab 05) captures it (topic opensky.public.flight_statistics). (name, PostgreSQL
+# type, NOT NULL), one row per (origin_country, stat_date, stat_hour). The first five columns are
+# the ones Lab 05 replicates; flight_count is the number of distinct aircraft (icao24) in the hour.
+FLIGHT_STATISTICS_COLUMNS: list[tuple[str, str, bool]] = [
+    ("origin_country", "text", True),
+    ("stat_date", "date", True),
+    ("flight_count", "integer", True),
+    ("avg_velocity", "double precision", False),
+    ("max_altitude", "double precision", False),
+    ("stat_hour", "smallint", True),
+    ("state_vectors", "bigint", True),
+    ("ground_share", "double precision", False),
+]
+FLIGHT_STATISTICS_KEY = ("origin_country", "stat_date", "stat_hour")
+
+
+def flight_statistics_ddl(table: str = "public.flight_statistics") -> str:
+    """`CREATE TABLE IF NOT EXISTS <table> (...)` for `flight_statistics`, then `REPLICA IDENTITY
+    FULL` (Debezium's `before` then holds the whole old row): two statements, run them without
+    parameters. `table` is inserted as given (quote or check it first)."""
+    columns = [
+        f"{name} {pg_type}{' NOT NULL' if not_null else ''}"
+        for name, pg_type, not_null in FLIGHT_STATISTICS_COLUMNS
+    ]
+    columns.append("CHECK (stat_hour BETWEEN 0 AND 23)")
+    columns.append(f"PRIMARY KEY ({', '.join(FLIGHT_STATISTICS_KEY)})")
+    create = f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(columns) + "\n)"
+    return f"{create};\nALTER TABLE {table} REPLICA IDENTITY FULL"
