@@ -26,15 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from minio import Minio
-from minio.commonconfig import ENABLED, CopySource, Filter
 from minio.error import S3Error
-from minio.lifecycleconfig import (
-    Expiration,
-    LifecycleConfig,
-    NoncurrentVersionExpiration,
-    Rule,
-)
-from minio.versioningconfig import VersioningConfig
 
 from harness.runtime.config import BUCKETS, endpoints
 from harness.runtime.schema import arrow_row_schema, spark_row_schema, state_to_row
@@ -410,6 +402,9 @@ def as_lake_error(exc: S3Error, bucket: str, key: str | None = None) -> LakeErro
 def enable_versioning(client: Minio, bucket: str) -> None:
     """Turn on versioning: overwrites and deletes keep the previous versions."""
     # BEGIN SOLUTION (part E)
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
+
     try:
         client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
     except S3Error as exc:
@@ -438,6 +433,8 @@ def object_versions(client: Minio, bucket: str, key: str) -> list[ObjectVersion]
 def restore_version(client: Minio, bucket: str, key: str, version_id: str) -> str:
     """Make an old version current again by copying it onto the key; return the new version id."""
     # BEGIN SOLUTION (part E)
+    from minio.commonconfig import CopySource
+
     try:
         result = client.copy_object(bucket, key, CopySource(bucket, key, version_id=version_id))
     except S3Error as exc:
@@ -449,6 +446,14 @@ def restore_version(client: Minio, bucket: str, key: str, version_id: str) -> st
 def set_expiry_rule(client: Minio, bucket: str, prefix: str, days: int) -> str:
     """Expire objects under `prefix` after `days` days; keep the bucket's other rules. Return the rule id."""
     # BEGIN SOLUTION (part E)
+    from minio.commonconfig import ENABLED, Filter
+    from minio.lifecycleconfig import (
+        Expiration,
+        LifecycleConfig,
+        NoncurrentVersionExpiration,
+        Rule,
+    )
+
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive int, got {days!r}")
     rule_id = f"expire:{prefix}"

@@ -20,6 +20,7 @@ import pytest
 import requests
 from chispa import assert_df_equality
 from minio.error import S3Error
+from pyarrow.fs import FileSelector
 
 from harness.runtime.data import load_snapshots
 from harness.runtime.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
@@ -435,6 +436,16 @@ def test_partC_rewriting_a_partition_replaces_it(mod, fs, bucket):
     """Writing an hour again replaces that hour's files; other hours stay, nothing doubles."""
     snapshots = [make_snapshot(t) for t in PARQUET_TIMES]
     mod.write_partitioned(fs, mod.snapshots_to_table(snapshots), bucket, "flights")
+    # A second file in hour 00 of 2024-01-16, as a bigger earlier run would have left: re-writing
+    # the hour must replace the whole partition, not only the files whose names it happens to reuse.
+    hour_files = [
+        info.path
+        for info in fs.get_file_info(FileSelector(f"{bucket}/flights", recursive=True))
+        if "/date=2024-01-16/hour=0" in info.path and info.path.endswith(".parquet")
+    ]
+    assert hour_files, "Part C: write_partitioned() wrote no file for 2024-01-16 hour 00."
+    folder = hour_files[0].rsplit("/", 1)[0]
+    fs.copy_file(hour_files[0], f"{folder}/from-an-earlier-run.parquet")
     corrected = make_snapshot(PARQUET_TIMES[1], velocity=999.0)
     mod.write_partitioned(fs, mod.snapshots_to_table([corrected]), bucket, "flights")
 
@@ -443,7 +454,8 @@ def test_partC_rewriting_a_partition_replaces_it(mod, fs, bucket):
     assert back == expected, (
         f"Part C: after re-writing hour 00 of 2024-01-16 there should be {len(expected)} rows, "
         f"hour 00 with the new values; got {len(back)} rows. "
-        "Hint: existing_data_behavior='delete_matching' replaces only the partitions written."
+        "Hint: look at the values of existing_data_behavior: one of them removes what a partition "
+        "held before, the others only overwrite files of the same name."
     )
 
 
@@ -476,20 +488,36 @@ def test_partC_pyarrow_reads_what_spark_wrote(mod, s3, fs, bucket, spark):
     schema = spark_row_schema()
     df = spark.createDataFrame([tuple(r[f.name] for f in schema) for r in rows], schema)
 
-    url = mod.write_with_spark(df, bucket, "spark_flights")
+    # The session's time zone is Tokyo's here: UTC partitions must not depend on it.
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Tokyo")
+    try:
+        url = mod.write_with_spark(df, bucket, "spark_flights")
+        # A corrected hour 00 of 2024-01-16, written again: only that partition is replaced.
+        corrected = make_snapshot(PARQUET_TIMES[1], velocity=999.0)
+        fixed = [state_to_row(corrected["time"], state) for state in corrected["states"]]
+        mod.write_with_spark(
+            spark.createDataFrame([tuple(r[f.name] for f in schema) for r in fixed], schema),
+            bucket,
+            "spark_flights",
+        )
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
     assert url == f"s3a://{bucket}/spark_flights", (
         f"Part C: write_with_spark() should return s3a://{bucket}/spark_flights, got {url!r}."
     )
     partitions = parquet_partitions(s3, bucket, "spark_flights")
     assert partitions == PARQUET_PARTITIONS, (
-        f"Part C: Spark should write partitions {sorted(PARQUET_PARTITIONS)}, found "
-        f"{sorted(partitions)}. Hint: .partitionBy('date', 'hour') with UTC values."
+        f"Part C: after writing three hours and then re-writing one of them, Spark's dataset "
+        f"should hold partitions {sorted(PARQUET_PARTITIONS)}, found {sorted(partitions)}. Hint: "
+        f".partitionBy('date', 'hour') with UTC values (whatever the session's time zone), and "
+        f"an overwrite that replaces only the partitions being written."
     )
     back = sort_rows(mod.read_partitioned(fs, bucket, "spark_flights").to_pylist())
-    expected = with_partitions(snapshots)
+    expected = with_partitions([snapshots[0], corrected, snapshots[2]])
     assert back == expected, (
-        f"Part C: pyarrow should read back the {len(expected)} rows Spark wrote; got {len(back)} "
-        f"rows; first difference: "
+        f"Part C: pyarrow should read back {len(expected)} rows (hour 00 of 2024-01-16 as "
+        f"re-written, the other hours as first written); got {len(back)} rows; first difference: "
         f"{next(((a, b) for a, b in zip(back, expected, strict=False) if a != b), 'row count')}."
     )
 
@@ -545,6 +573,18 @@ def test_partD_link_lifetime_is_checked(mod, s3, bucket):
     for bad in (timedelta(0), timedelta(days=8)):
         with pytest.raises(ValueError):
             mod.share_link(s3, bucket, "shared/x.json", bad)
+        # A lifetime is checked before anything is asked of S3 (here: even for a missing key).
+        try:
+            mod.share_link(s3, bucket, "shared/missing.json", bad)
+        except ValueError:
+            continue
+        except Exception as exc:
+            pytest.fail(
+                f"Part D: share_link(..., {bad!r}) for a missing key raised "
+                f"{type(exc).__name__}: {exc}; a bad lifetime is the caller's mistake and should "
+                f"be a ValueError before any request to S3."
+            )
+        pytest.fail(f"Part D: share_link(..., {bad!r}) should raise ValueError.")
 
 
 # ---------------------------------------------------------------- part E: safety
@@ -601,6 +641,15 @@ def test_partE_lifecycle_rule_expires_a_prefix(mod, s3, bucket):
         f"Part E: expected expiry days {{'flights/': 7, 'tmp/': 1}} (one rule per prefix, the "
         f"second call for flights/ replacing the first), got {days}. Hint: "
         "set_bucket_lifecycle() replaces the whole configuration: read it, change it, write it."
+    )
+    listed = sorted(
+        ((r.rule_filter.prefix if r.rule_filter else None), r.expiration and r.expiration.days)
+        for r in rules
+    )
+    assert listed == [("flights/", 7), ("tmp/", 1)], (
+        f"Part E: the bucket should hold exactly two rules, (flights/, 7 days) and (tmp/, 1 day); "
+        f"it holds {listed}. Hint: the second call for flights/ replaces that prefix's rule "
+        f"instead of adding another one next to it."
     )
     assert all(r.status == "Enabled" for r in rules), "Part E: lifecycle rules must be Enabled."
     with pytest.raises(ValueError):
