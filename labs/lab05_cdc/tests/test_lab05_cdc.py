@@ -46,6 +46,8 @@ from cdc_support import (
     wait_slot_active,
 )
 
+from harness.runtime.schema import PROCESSED_FLIGHTS_COLUMNS
+
 pytestmark = pytest.mark.timeout(300)
 
 _days = itertools.count(1)
@@ -212,12 +214,28 @@ EXPECTED_COLUMNS = {
 }
 
 
+PG_TYPE_NAMES = {"timestamptz": "timestamp with time zone"}
+PLATFORM_EXTRA = [
+    (name, PG_TYPE_NAMES.get(kind, kind), not_null)
+    for name, kind, not_null in PROCESSED_FLIGHTS_COLUMNS[
+        len(EXPECTED_COLUMNS["processed_flights"]) :
+    ]
+]
+
+
 @pytest.mark.points(3)
 def test_partA_tables_columns_and_primary_keys(mod, pg, pg_schema):
     """Both tables exist in the given schema with the README's columns, types and primary keys."""
     mod.create_source_tables(pg, pg_schema)
     for table in TABLES:
         actual = pg_columns(pg, pg_schema, table)
+        if (
+            table == "processed_flights"
+            and actual[len(EXPECTED_COLUMNS[table]) :] == PLATFORM_EXTRA
+        ):
+            # The platform's own definition (harness.runtime.schema) adds nullable columns after
+            # the nine this lab captures; a table made from it is right too.
+            actual = actual[: len(EXPECTED_COLUMNS[table])]
         assert actual, (
             f"Lab 05, part A: table {pg_schema}.{table} does not exist after "
             f"create_source_tables(conn, {pg_schema!r}). Hint: create the schema and the tables "
