@@ -23,6 +23,7 @@ import psutil
 
 from harness.runtime.config import STACK_DIR
 from harness.runtime.services import port_open
+from harness.runtime.waits import wait_quietly
 
 BIN_DIR = STACK_DIR / "bin"
 JARS_DIR = STACK_DIR / "jars"
@@ -192,20 +193,22 @@ class Service:
         return True
 
     def wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        def answering() -> bool:
             if self.healthy():
-                return
+                return True
             if not self.running():
                 raise StackError(
                     f"{self.title} exited during start. Last lines of {self.log_file}:\n"
                     + tail(self.log_file)
                 )
-            time.sleep(0.5)
-        raise StackError(
-            f"{self.title} did not answer on {self.host}:{self.port} within "
-            f"{self.start_timeout:.0f} s. Last lines of {self.log_file}:\n" + tail(self.log_file)
-        )
+            return False
+
+        if not wait_quietly(answering, self.start_timeout, every=0.5):
+            raise StackError(
+                f"{self.title} did not answer on {self.host}:{self.port} within "
+                f"{self.start_timeout:.0f} s. Last lines of {self.log_file}:\n"
+                + tail(self.log_file)
+            )
 
     def stop(self) -> bool:
         pid = self.pid()
@@ -263,11 +266,8 @@ def terminate(pid: int, timeout: float = 20.0) -> None:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.2)
+    if wait_quietly(lambda: not pid_alive(pid), timeout):
+        return
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:

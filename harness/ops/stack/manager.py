@@ -35,6 +35,7 @@ from harness.ops.stack.minio import MinIO
 from harness.ops.stack.postgres import Postgres
 from harness.ops.stack.spark_cluster import SparkMaster, SparkWorker
 from harness.runtime.config import STACK_DIR, stack
+from harness.runtime.waits import wait_quietly
 
 # Start order; `down` goes the other way. Connect needs Kafka and PostgreSQL, the worker the master.
 SERVICE_CLASSES: tuple[type[Service], ...] = (
@@ -328,9 +329,8 @@ def _up_one(service: Service, progress: Progress, died: bool) -> int:
         progress.begin(service.title, f"running (pid {pid}) but not answering; waiting")
         t0 = time.monotonic()
         with progress.heartbeat("waiting"):
-            while time.monotonic() - t0 < service.start_timeout and not service.healthy():
-                time.sleep(1)
-        if service.healthy():
+            answering = wait_quietly(service.healthy, service.start_timeout, every=1)
+        if answering:
             progress.end(f"answering after {_secs(t0)}")
             return 0
         progress.end("still not answering: restarting it")
@@ -382,11 +382,8 @@ def down(names: list[str] | None = None) -> int:
 
 def _reap_session(sid: int, timeout: float = 15.0) -> None:
     """Wait until every process of session `sid` is gone (children included), killing stragglers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not session_members(sid):
-            return
-        time.sleep(0.2)
+    if wait_quietly(lambda: not session_members(sid), timeout):
+        return
     for pid in session_members(sid):
         terminate(pid, timeout=5)
 

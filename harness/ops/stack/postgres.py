@@ -14,12 +14,12 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from functools import cached_property
 from pathlib import Path
 
 from harness.ops.stack.base import DATA_ROOT, Service, StackError, apt_install, log, pid_alive
 from harness.runtime.config import STACK_DIR, endpoints
+from harness.runtime.waits import wait_quietly
 
 OS_USER = "postgres"  # the account Debian's package creates; only used when we are root
 SUPERUSER = "postgres"  # bootstrap superuser inside the cluster (trust over the unix socket only)
@@ -247,9 +247,7 @@ class Postgres(Service):
             os.kill(pid, signal.SIGINT)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.2)
+        wait_quietly(lambda: not pid_alive(pid), 30)  # a fast shutdown, then the usual stop
         return super().stop() or True
 
 
