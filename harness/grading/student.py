@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from harness.grading.results import (
+    NOT_RUN,
     PASSED,
+    RUNNING,
     GradedTest,
     fmt_points,
+    read_results,
     render_table,
     trim,
 )
@@ -44,31 +48,64 @@ def first_failure_text(test: GradedTest, lab_number: str) -> str:
     return "\n".join(lines)
 
 
+class EarlyFailure:
+    """Watches the live results.json of a run and prints the first failing test as soon as it is
+    known, so a student reads what to fix while the rest of the suite still runs."""
+
+    def __init__(self, json_path: Path, lab_number: str) -> None:
+        self.json_path = json_path
+        self.lab_number = lab_number
+        self.shown: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> EarlyFailure:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            result = read_results(self.json_path)
+            if result is None:
+                continue
+            done = [t for t in result[0] if t.status not in (PASSED, RUNNING, NOT_RUN)]
+            if done:
+                self.shown = done[0].nodeid
+                print("\n" + first_failure_text(done[0], self.lab_number), flush=True)
+                print("(the other tests are still running…)", flush=True)
+                return
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(
         prog="python -m harness.grading.student", description=__doc__.split("\n")[0]
     )
     parser.add_argument("lab", help="lab number (1) or folder name (lab01_batch)")
+    parser.add_argument("pytest_args", nargs="*", help="after --: arguments for pytest (-k partB)")
     parser.add_argument("--tests-root", type=Path, default=ROOT / "labs", help=argparse.SUPPRESS)
     parser.add_argument("--labs-dir", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     suites = find_suites(args.tests_root, [args.lab])
     lab = suites[0].lab
     number = lab[3:5]
     print(
-        f"Lab {number}: running the graded tests in {suites[0].tests.relative_to(args.tests_root.parent)}"
+        f"Lab {number}: running the graded tests in {suites[0].tests.relative_to(args.tests_root.parent)}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="lab-results-") as scratch:
-        tests, info = run_suites(
-            suites,
-            Path(scratch) / "results.json",
-            labs_dir=(args.labs_dir or args.tests_root).resolve(),
-            extra=QUIET + extra,
-            cwd=args.tests_root.resolve().parent,
-        )
+        json_path = Path(scratch) / "results.json"
+        with EarlyFailure(json_path, number) as early:
+            tests, info = run_suites(
+                suites,
+                json_path,
+                labs_dir=(args.labs_dir or args.tests_root).resolve(),
+                extra=QUIET + args.pytest_args,
+                cwd=args.tests_root.resolve().parent,
+            )
     if not tests:
         print(f"No graded tests ran for Lab {number}. {info.note}")
         for error in info.collection_errors:
@@ -76,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     failing = [t for t in tests if t.status != PASSED]
     print()
-    if failing:
+    if failing and early.shown != failing[0].nodeid:
         print(first_failure_text(failing[0], number))
         print()
     print(render_table(tests, info))

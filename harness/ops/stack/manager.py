@@ -310,8 +310,12 @@ def up(names: list[str] | None = None) -> int:
                     status(None, header=False)
                     print(f"\nFix the error above and run `make up` again (logs: {LOG_DIR}).")
                     return 1
+    if started == 0 and names:
+        # A lab run (`up --lab N`) with everything already up: one line, then the lab's output.
+        print(f"Services up: {', '.join(s.name for s in services)}.")
+        return 0
     print()
-    status(None, header=False)
+    status([s.name for s in services] if names else None, header=False)
     if started == 0:
         print(f"Nothing to start: all {len(services)} services were already running.")
     else:
