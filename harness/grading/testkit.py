@@ -23,6 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from harness.runtime import waits as runtime_waits
 from harness.runtime.schema import STATE_FIELDS
 from harness.runtime.services import kafka_config
 
@@ -47,15 +48,11 @@ def wait_until(
     condition: Callable[[], T], what: str, timeout: float = WAIT_S, every: float = 0.3
 ) -> T:
     """Call `condition` until it returns something truthy (returned); AssertionError after
-    `timeout` seconds, naming `what` was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"test set-up: {what} did not happen within {timeout:.0f} s")
-        time.sleep(every)
+    `timeout` seconds, naming `what` was awaited (the course's one bounded wait, as a test
+    set-up failure)."""
+    return runtime_waits.wait_until(
+        condition, f"test set-up: {what}", timeout, every, error=AssertionError
+    )
 
 
 def _retriable(exc: KafkaException) -> bool:
