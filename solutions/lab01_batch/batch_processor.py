@@ -6,7 +6,8 @@ The platform's `spark_jobs/batch_processor.py`, one function per part:
     B  clean()            kept rows, and rejected rows with a `reason`
     C  enrich()           velocity in km/h, altitude in feet, flight phase, `date` and `hour`
     D  aggregate()        per origin_country and hour
-    E  write_parquet(), create_clickhouse_tables(), load_clickhouse()
+    E  write_parquet(), write_quarantine(), create_clickhouse_tables(), load_clickhouse(),
+       write_statistics_postgres()
     F  read_postgres()    `processed_flights` for a date range over JDBC
     G  parse_args()       the command line
 
@@ -18,7 +19,8 @@ The command line is the seed's:
         batch_processor.py s3 's3a://raw-data/flights/*.json'
 
 Every function takes the names it writes to (output folder, database, tables) as parameters whose
-defaults are the platform's names, so tests can run each part on throw-away names.
+defaults are the platform's names, so tests can run each part on throw-away names. What a valid
+state vector is comes from harness.runtime.validity, shared with the streaming job (Lab 02).
 """
 
 from __future__ import annotations
@@ -38,20 +40,33 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from harness.runtime.config import CLICKHOUSE_DB, endpoints
-from harness.runtime.data import (
-    MALFORMED_LINE,
-    MALFORMED_SNAPSHOT,
-    MALFORMED_STATE,
-    NULL_POSITION,
-    OUT_OF_RANGE,
-    WRONG_TYPE,
-)
+from harness.runtime.data import MALFORMED_LINE, MALFORMED_SNAPSHOT, MALFORMED_STATE, WRONG_TYPE
 from harness.runtime.schema import (
+    FLIGHT_STATISTICS_COLUMNS,
+    FLIGHT_STATISTICS_KEY,
     ROW_FIELD_NAMES,
     STATE_FIELDS,
+    flight_statistics_ddl,
     spark_row_schema,
     spark_snapshot_schema,
     spark_type,
+)
+from harness.runtime.validity import (
+    DUPLICATE,
+    FUTURE_POSITION,
+    FUTURE_TOLERANCE_S,
+    ICAO24_ALPHABET,
+    ICAO24_LENGTH,
+    INVALID_ICAO24,
+    LATITUDE_MAX,
+    LATITUDE_MIN,
+    LONGITUDE_MAX,
+    LONGITUDE_MIN,
+    MIN_VELOCITY,
+    NEGATIVE_VELOCITY,
+    NULL_POSITION,
+    OUT_OF_RANGE,
+    REASONS,
 )
 
 # ------------------------------------------------------------------ names (the platform's)
@@ -65,6 +80,7 @@ FLIGHTS_TABLE = "flights_batch"
 STATS_TABLE = "flight_statistics_batch"
 PG_TABLE = "processed_flights"
 PG_PARTITIONS = 4
+PG_STATS_TABLE = "flight_statistics"  # PostgreSQL, captured by the platform's CDC (Lab 05)
 
 # ------------------------------------------------------------------ part A: reading
 # The column Spark fills with the raw text of a line it cannot parse (PERMISSIVE mode).
@@ -75,12 +91,8 @@ READ_REJECTED_SCHEMA = "fetch_time BIGINT, reason STRING, record STRING"
 STATE_LENGTHS = (17, 18)
 
 # ------------------------------------------------------------------ part B: rejection reasons
-# NULL_POSITION ("null position") and OUT_OF_RANGE ("latitude/longitude out of range") are the
-# harness's reasons (harness.runtime.data); these three are new in this lab.
-NEGATIVE_VELOCITY = "negative velocity"
-FUTURE_POSITION = "time_position after fetch_time"
-DUPLICATE = "duplicate (icao24, time_position)"
-REASONS = (NULL_POSITION, OUT_OF_RANGE, NEGATIVE_VELOCITY, FUTURE_POSITION, DUPLICATE)
+# The reasons (INVALID_ICAO24 … DUPLICATE, in the order they are checked: REASONS) and their
+# thresholds are the platform's one definition of a valid state vector: harness.runtime.validity.
 
 # ------------------------------------------------------------------ part C: derived columns
 MS_TO_KMH = 3.6  # 1 m/s = 3.6 km/h
@@ -101,6 +113,17 @@ STATS_COLUMNS = [
     "avg_velocity",
     "max_altitude",
     "ground_share",
+]
+# Part D's column -> PostgreSQL flight_statistics' column (harness.runtime.schema), and its type.
+STATS_TO_PG = [
+    ("origin_country", "origin_country", "string"),
+    ("date", "stat_date", "date"),
+    ("aircraft", "flight_count", "int"),
+    ("avg_velocity", "avg_velocity", "double"),
+    ("max_altitude", "max_altitude", "double"),
+    ("hour", "stat_hour", "smallint"),
+    ("state_vectors", "state_vectors", "bigint"),
+    ("ground_share", "ground_share", "double"),
 ]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -146,8 +169,9 @@ class Job:
     end: date | None = None  # postgres: last day, inclusive
     output: str = OUTPUT
     database: str = DATABASE
-    table: str = PG_TABLE
-    partitions: int = PG_PARTITIONS
+    stats_table: str = PG_STATS_TABLE  # PostgreSQL table for the hourly statistics
+    table: str = PG_TABLE  # postgres: the table to read
+    partitions: int = PG_PARTITIONS  # postgres: parallel JDBC queries
 
 
 # ------------------------------------------------------------------ given helpers
@@ -207,34 +231,6 @@ def conform_rows(df: DataFrame) -> DataFrame:
 def empty_read_rejected(spark: SparkSession) -> DataFrame:
     """An empty DataFrame with the columns of part A's rejected inputs."""
     return spark.createDataFrame([], READ_REJECTED_SCHEMA)
-
-
-def _hour_of(seconds: Any) -> Any:
-    return F.floor((seconds % 86400) / 3600).cast("int")
-
-
-def _date_of(seconds: Any) -> Any:
-    return F.date_from_unix_date(F.floor(seconds / 86400).cast("int"))
-
-
-def write_quarantine(read_rejected: DataFrame, clean_rejected: DataFrame, url: str) -> None:
-    """Keep every rejected input, with its reason, as JSON Lines partitioned by date and hour.
-
-    A re-run replaces the hours it covers (inputs without a time go to `date=__HIVE_DEFAULT…`).
-    """
-    row_columns = [c for c in clean_rejected.columns if c != "reason"]
-    from_clean = clean_rejected.select(
-        "fetch_time", "reason", F.to_json(F.struct(*row_columns)).alias("record")
-    )
-    everything = read_rejected.select("fetch_time", "reason", "record").unionByName(from_clean)
-    (
-        everything.withColumn("date", _date_of(F.col("fetch_time")))
-        .withColumn("hour", _hour_of(F.col("fetch_time")))
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy("date", "hour")
-        .json(url)
-    )
 
 
 # ------------------------------------------------------------------ part A: read
@@ -303,20 +299,27 @@ def read_snapshots(spark: SparkSession, path: str) -> ReadResult:
 
 # ------------------------------------------------------------------ part B: clean
 def clean(rows: DataFrame) -> CleanResult:
-    """Trim callsigns (blank -> null) and split rows into kept and rejected (with a `reason`):
-    null position (latitude, longitude or time_position), latitude/longitude out of range,
-    negative velocity, time_position after fetch_time, and — among the rows left — duplicate
-    (icao24, time_position), of which the earliest fetch_time is kept. The first reason that
-    applies counts. rows in = kept + rejected."""
+    """Trim callsigns (blank -> null) and split rows into kept and rejected (with a `reason`) by
+    the rules of harness.runtime.validity, in its order: invalid icao24, null position,
+    latitude/longitude out of range, negative velocity, time_position after fetch_time (beyond
+    the tolerance), and — among the rows left — duplicate (icao24, time_position), of which the
+    earliest fetch_time (then last_contact) is kept. The first reason that applies counts.
+    rows in = kept + rejected."""
     # BEGIN SOLUTION (part B)
     callsign = F.trim(F.col("callsign"))
     trimmed = rows.withColumn("callsign", F.when(callsign != "", callsign))
     lat, lon = F.col("latitude"), F.col("longitude")
+    # Case-sensitive on purpose; rlike gives null for a null icao24, which is invalid too.
+    icao24_ok = F.col("icao24").rlike(f"^[{ICAO24_ALPHABET}]{{{ICAO24_LENGTH}}}$")
     reason = (
-        F.when(lat.isNull() | lon.isNull() | F.col("time_position").isNull(), NULL_POSITION)
-        .when(~lat.between(-90, 90) | ~lon.between(-180, 180), OUT_OF_RANGE)
-        .when(F.col("velocity") < 0, NEGATIVE_VELOCITY)
-        .when(F.col("time_position") > F.col("fetch_time"), FUTURE_POSITION)
+        F.when(~F.coalesce(icao24_ok, F.lit(False)), INVALID_ICAO24)
+        .when(lat.isNull() | lon.isNull() | F.col("time_position").isNull(), NULL_POSITION)
+        .when(
+            ~lat.between(LATITUDE_MIN, LATITUDE_MAX) | ~lon.between(LONGITUDE_MIN, LONGITUDE_MAX),
+            OUT_OF_RANGE,
+        )
+        .when(F.col("velocity") < MIN_VELOCITY, NEGATIVE_VELOCITY)
+        .when(F.col("time_position") > F.col("fetch_time") + FUTURE_TOLERANCE_S, FUTURE_POSITION)
     )
     judged = trimmed.withColumn("reason", reason)
     # Number the rows of each (icao24, time_position) among the rows still valid, oldest first.
@@ -350,13 +353,14 @@ def enrich(kept: DataFrame) -> DataFrame:
         .otherwise("cruise")
     )
     # Calendar from plain arithmetic on unix seconds: UTC whatever the session's time zone.
+    seconds = F.col("fetch_time")
     return kept.select(
         *ROW_FIELD_NAMES,
         F.round(F.col("velocity") * MS_TO_KMH, 1).alias("velocity_kmh"),
         F.round(altitude / METRES_PER_FOOT, 1).alias("altitude_ft"),
         phase.alias("flight_phase"),
-        _date_of(F.col("fetch_time")).alias("date"),
-        _hour_of(F.col("fetch_time")).alias("hour"),
+        F.date_from_unix_date(F.floor(seconds / 86400).cast("int")).alias("date"),
+        F.floor((seconds % 86400) / 3600).cast("int").alias("hour"),
     )
     # END SOLUTION
 
@@ -392,6 +396,30 @@ def write_parquet(df: DataFrame, url: str) -> list[HourPartition]:
     )
     keys = df.select("date", "hour").distinct().collect()
     return sorted(HourPartition(row["date"], int(row["hour"])) for row in keys)
+    # END SOLUTION
+
+
+def write_quarantine(read_rejected: DataFrame, clean_rejected: DataFrame, url: str) -> None:
+    """Keep every rejected input as JSON Lines under `url` with the columns `fetch_time`,
+    `reason` and `record`, partitioned by the UTC date and hour of fetch_time. `record` is part
+    A's record as it is, and for a row part B rejected the row (without `reason`) as a JSON
+    object. A re-run replaces only the hours it covers; inputs without a time go to the
+    partition Spark names `__HIVE_DEFAULT_PARTITION__`."""
+    # BEGIN SOLUTION (part E)
+    row_columns = [c for c in clean_rejected.columns if c != "reason"]
+    from_clean = clean_rejected.select(
+        "fetch_time", "reason", F.to_json(F.struct(*row_columns)).alias("record")
+    )
+    everything = read_rejected.select("fetch_time", "reason", "record").unionByName(from_clean)
+    seconds = F.col("fetch_time")
+    (
+        everything.withColumn("date", F.date_from_unix_date(F.floor(seconds / 86400).cast("int")))
+        .withColumn("hour", F.floor((seconds % 86400) / 3600).cast("int"))
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy("date", "hour")
+        .json(url)
+    )
     # END SOLUTION
 
 
@@ -512,6 +540,89 @@ def load_clickhouse(
     # END SOLUTION
 
 
+def write_statistics_postgres(
+    stats: DataFrame, partitions: Sequence[HourPartition], table: str = PG_STATS_TABLE
+) -> int:
+    """Make PostgreSQL `table` (created if missing: harness.runtime.schema.flight_statistics_ddl)
+    hold exactly `stats` (part D's columns) for the hours in `partitions`, mapped to
+    STATS_TO_PG; other hours stay as they are. The rows travel from the executors to a staging
+    table; then one transaction inserts new rows, updates only rows whose values changed and
+    deletes rows of those hours that `stats` no longer has. Returns the number of rows inserted,
+    updated or deleted (0 when the run changed nothing: no change events for CDC)."""
+    # BEGIN SOLUTION (part E)
+    import uuid
+
+    from psycopg import sql
+
+    from harness.runtime.services import pg_connect
+
+    target = sql.Identifier(*table.split("."))
+    stage_name = f"{table.rsplit('.', 1)[-1]}_stage_{uuid.uuid4().hex[:12]}"
+    stage = sql.Identifier(stage_name)  # in the session's search_path schema, like `table`
+    columns = [name for name, _, _ in FLIGHT_STATISTICS_COLUMNS]
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    key = sql.SQL(", ").join(map(sql.Identifier, FLIGHT_STATISTICS_KEY))
+    values = [c for c in columns if c not in FLIGHT_STATISTICS_KEY]
+    with pg_connect() as conn:
+        conn.execute(flight_statistics_ddl(sql.SQL("{}").format(target).as_string(conn)))
+        conn.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(stage, target)
+        )
+    try:
+        ep = endpoints()
+        (
+            stats.select([F.col(part_d).cast(kind).alias(pg) for part_d, pg, kind in STATS_TO_PG])
+            .write.format("jdbc")
+            .option("url", ep.pg_jdbc_url)
+            .option("dbtable", stage_name)
+            .option("user", ep.pg_user)
+            .option("password", ep.pg_password)
+            .option("driver", "org.postgresql.Driver")
+            .mode("append")
+            .save()
+        )
+        changed = sql.SQL(" OR ").join(
+            sql.SQL("{t}.{c} IS DISTINCT FROM EXCLUDED.{c}").format(t=target, c=sql.Identifier(c))
+            for c in values
+        )
+        upsert = sql.SQL(
+            "INSERT INTO {t} ({names}) SELECT {names} FROM {s} ON CONFLICT ({key}) DO UPDATE "
+            "SET {sets} WHERE {changed}"
+        ).format(
+            t=target,
+            s=stage,
+            names=names,
+            key=key,
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values
+            ),
+            changed=changed,
+        )
+        # Rows of this run's hours that the new statistics no longer have (a country gone).
+        vanished = sql.SQL(
+            "DELETE FROM {t} AS old WHERE (old.stat_date, old.stat_hour) IN "
+            "(SELECT * FROM unnest(%s::date[], %s::smallint[])) "
+            "AND NOT EXISTS (SELECT 1 FROM {s} AS new WHERE {same})"
+        ).format(
+            t=target,
+            s=stage,
+            same=sql.SQL(" AND ").join(
+                sql.SQL("new.{c} = old.{c}").format(c=sql.Identifier(c))
+                for c in FLIGHT_STATISTICS_KEY
+            ),
+        )
+        days = [p.date for p in partitions]
+        hours = [int(p.hour) for p in partitions]
+        with pg_connect() as conn, conn.transaction():
+            inserted_or_updated = conn.execute(upsert).rowcount
+            deleted = conn.execute(vanished, (days, hours)).rowcount
+        return inserted_or_updated + deleted
+    finally:
+        with pg_connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    # END SOLUTION
+
+
 # ------------------------------------------------------------------ part F: PostgreSQL source
 def read_postgres(
     spark: SparkSession,
@@ -564,8 +675,9 @@ def read_postgres(
 # ------------------------------------------------------------------ part G: command line
 def parse_args(argv: Sequence[str]) -> Job:
     """Parse the seed's command line — `s3 PATH` or `postgres START END` (YYYY-MM-DD, START <=
-    END) — plus the options --output, --database, --table, --partitions. Bad arguments print a
-    usage message and exit with status 2 (what argparse does)."""
+    END) — plus the options --output, --database, --stats-table, and for postgres --table and
+    --partitions (a positive integer). Bad arguments print a usage message and exit with status 2
+    (what argparse does)."""
 
     # BEGIN SOLUTION (part G)
     def day(text: str) -> date:
@@ -585,6 +697,11 @@ def parse_args(argv: Sequence[str]) -> Job:
     )
     common.add_argument(
         "--database", default=DATABASE, help=f"ClickHouse database (default {DATABASE})"
+    )
+    common.add_argument(
+        "--stats-table",
+        default=PG_STATS_TABLE,
+        help=f"PostgreSQL table for the hourly statistics (default {PG_STATS_TABLE})",
     )
     parser = argparse.ArgumentParser(
         prog="batch_processor.py",
@@ -617,6 +734,7 @@ def parse_args(argv: Sequence[str]) -> Job:
         end=getattr(args, "end", None),
         output=args.output.rstrip("/"),
         database=args.database,
+        stats_table=args.stats_table,
         table=getattr(args, "table", PG_TABLE),
         partitions=getattr(args, "partitions", PG_PARTITIONS),
     )
@@ -643,6 +761,7 @@ def run(
     output: str = OUTPUT,
     database: str = DATABASE,
     client: Any = None,
+    stats_table: str = PG_STATS_TABLE,
 ) -> dict[str, Any]:
     """Clean, enrich, aggregate and write one batch; returns the counts it printed."""
     from harness.runtime.services import clickhouse_client
@@ -658,9 +777,15 @@ def run(
         raise RuntimeError(
             f"clean() lost rows: {rows_in} in, {kept} kept + {sum(rejected.values())} rejected"
         )
+    unknown = sorted(set(rejected) - set(REASONS))
+    if unknown:  # the streaming job (Lab 02) must be able to give the same reasons
+        raise RuntimeError(
+            f"clean() gave reasons harness.runtime.validity does not define: {unknown}"
+        )
     flights_url, stats_url = f"{output}/{FLIGHTS_DIR}", f"{output}/{STATS_DIR}"
     partitions = write_parquet(enriched, flights_url)
-    write_parquet(aggregate(enriched), stats_url)
+    stats = aggregate(enriched).cache()
+    write_parquet(stats, stats_url)
     write_quarantine(unreadable_rows, rejected_rows, f"{output}/{REJECTED_DIR}")
     client = client or clickhouse_client()
     create_clickhouse_tables(client, database)
@@ -668,7 +793,8 @@ def run(
         client, flights_url, partitions, FLIGHTS_TABLE, FLIGHT_COLUMNS, database
     )
     in_stats = load_clickhouse(client, stats_url, partitions, STATS_TABLE, STATS_COLUMNS, database)
-    for cached in (rows, unreadable_rows, enriched, rejected_rows):
+    pg_changes = write_statistics_postgres(stats, partitions, stats_table)
+    for cached in (rows, unreadable_rows, enriched, rejected_rows, stats):
         cached.unpersist()
     return {
         "master": spark.sparkContext.master,
@@ -679,6 +805,7 @@ def run(
         "partitions": [(p.date.isoformat(), p.hour) for p in partitions],
         "clickhouse_rows": in_flights,
         "clickhouse_stats": in_stats,
+        "postgres_changes": pg_changes,
     }
 
 
@@ -701,6 +828,8 @@ def _report(job: Job, summary: dict[str, Any]) -> str:
             f"and {job.output}/{STATS_DIR}; rejects in {job.output}/{REJECTED_DIR}",
             f"ClickHouse  {job.database}.{FLIGHTS_TABLE}: {summary['clickhouse_rows']:,} rows, "
             f"{job.database}.{STATS_TABLE}: {summary['clickhouse_stats']:,} rows in those hours",
+            f"PostgreSQL  {job.stats_table}: {summary['postgres_changes']:,} rows inserted, "
+            f"updated or deleted",
         ]
     )
 
@@ -712,9 +841,38 @@ def _pg_table_exists(table: str) -> bool:
         return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
 
 
+def _stats_table_problem(table: str) -> str | None:
+    """Why an existing `table` cannot take the hourly statistics, or None (fine, or missing)."""
+    from harness.runtime.services import pg_connect
+
+    with pg_connect() as conn:
+        if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+            return None
+        have = {
+            name
+            for (name,) in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            )
+        }
+    missing = [name for name, _, _ in FLIGHT_STATISTICS_COLUMNS if name not in have]
+    if not missing:
+        return None
+    return (
+        f"PostgreSQL table {table!r} exists without the column(s) {', '.join(missing)} of "
+        "harness.runtime.schema.flight_statistics_ddl(); another program created it with an older "
+        "shape. Drop or migrate it, or pass --stats-table"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The seed's command line; see the module docstring."""
     job = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = _stats_table_problem(job.stats_table)
+    if problem:
+        print(f"batch_processor.py: {problem}", file=sys.stderr)
+        return 1
     if job.source == "postgres" and not _pg_table_exists(job.table):
         print(
             f"batch_processor.py: PostgreSQL has no table {job.table!r} "
@@ -722,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    running = SparkSession.getActiveSession()  # a caller's session (a notebook, a test) stays up
     spark = spark_session()
     try:
         if job.source == "s3":
@@ -729,9 +888,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows = read_postgres(spark, job.start, job.end, job.table, job.partitions)
             read = ReadResult(rows=rows, rejected=empty_read_rejected(spark))
-        summary = run(spark, read, job.output, job.database)
+        summary = run(spark, read, job.output, job.database, stats_table=job.stats_table)
     finally:
-        spark.stop()
+        if running is None:
+            spark.stop()
     print(_report(job, summary))
     return 0
 
