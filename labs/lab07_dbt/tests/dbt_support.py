@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness.grading.testkit import state_row
 from harness.runtime.config import ROOT, STACK_DIR, endpoints
 from harness.runtime.data import load_rows, validate_rows
 from harness.runtime.icao_countries import ALLOCATIONS
@@ -207,6 +208,53 @@ def drop_schemas(*schemas: str) -> None:
     with pg_connect() as conn:
         for schema in schemas:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+# ------------------------------------------------------------------ what the suite loads
+# Two valid state vectors added to the recording: an aircraft whose reported country disagrees
+# with its address block, and one whose address is in no block.
+EXTRA_ROWS = [
+    state_row(
+        1633615200,  # 2021-10-07 14:00:00 UTC
+        icao24="3c0001",  # in Germany's block
+        callsign="LAB07A  ",
+        origin_country="France",
+        time_position=1633615199,
+        last_contact=1633615200,
+        longitude=2.5,
+        latitude=48.9,
+        baro_altitude=3000.0,
+        geo_altitude=None,
+    ),
+    state_row(
+        1633615210,
+        icao24="001234",  # no State holds this block
+        callsign="LAB07B",
+        origin_country="Unknown",
+        time_position=1633615210,
+        last_contact=1633615210,
+        longitude=2.6,
+        latitude=48.8,
+        baro_altitude=None,
+        geo_altitude=None,
+        on_ground=True,
+        velocity=5.0,
+        position_source=2,
+    ),
+]
+
+
+@dataclass
+class LabRun:
+    """The project built once for the session: its schema, the rows loaded and dbt's answer."""
+
+    dbt: DbtProject
+    rows: list[dict[str, Any]]
+    build: Invocation
+
+    @property
+    def schema(self) -> str:
+        return self.dbt.schema
 
 
 # ------------------------------------------------------------------ running dbt

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from dbt_support import (
     CLICKHOUSE_PROJECT,
+    EXTRA_ROWS,
     DbtProject,
+    LabRun,
     clickhouse_query,
     drop_clickhouse,
     expected_aircraft,
@@ -34,7 +36,6 @@ from dbt_support import (
     scratch_dir,
 )
 
-from conftest import EXTRA_ROWS, LabRun
 from harness.runtime.icao_countries import ALLOCATIONS
 
 BUILTIN_TESTS = {"unique", "not_null", "accepted_values", "relationships"}
@@ -518,8 +519,10 @@ def test_partD_hourly_mart_on_clickhouse(project_dir, recording) -> None:
         want = expected_country_stats(recording, "hour")
         compare_stats(got, ("hour_utc", "origin_country"), want, "ClickHouse country_hourly_stats")
     finally:
-        drop_clickhouse(database)
-        remove_dir(dbt.scratch)
+        try:
+            drop_clickhouse(database)
+        finally:
+            remove_dir(dbt.scratch)
 
 
 # ================================================================== part E: tests and contracts
