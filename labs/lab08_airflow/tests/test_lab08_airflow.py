@@ -3,8 +3,9 @@
 Part A reads the DAG as Airflow does (DagBag) and checks its structure; the other parts run the DAG
 in-process with `dag.test()` for chosen logical dates against the real stack: raw files in MinIO,
 Lab 01's job on the Spark standalone cluster, ClickHouse. Every run uses names made for this module.
-The runs are shared: one hour (12:00-13:00), a gate that must fail, a re-run of that hour whose
-batch task fails twice, a back-fill of the recording's day, and back-fills that must stop.
+The runs are shared: one hour (12:00-13:00); a gate-only run on that hour broken in ClickHouse;
+back-fills that must stop or do nothing; and a back-fill of the recorded day in which hour 12 is
+re-run over duplicated rows and its batch task fails twice (once after writing) before succeeding.
 """
 
 from __future__ import annotations
