@@ -187,6 +187,22 @@ def render(cfg: DashboardConfig) -> None:
     # END SOLUTION
 
 
+def missing_tables(cfg: DashboardConfig) -> list[str]:
+    """The tables the page reads that do not exist (yet), as `database.table`."""
+    from harness.runtime.services import clickhouse_client
+
+    client = clickhouse_client()
+    try:
+        names = [(cfg.database, cfg.positions_table), (cfg.database, cfg.alerts_table)]
+        return [
+            f"{db}.{table}"
+            for db, table in names
+            if not int(client.command(f"EXISTS TABLE {_table(db, table)}"))
+        ]
+    finally:
+        client.close()
+
+
 def main() -> None:
     """The Streamlit page: a title, then `render` in a fragment that reruns every few seconds."""
     import streamlit as st
@@ -197,6 +213,13 @@ def main() -> None:
 
     @st.fragment(run_every=cfg.refresh_seconds)
     def live() -> None:
+        missing = missing_tables(cfg)
+        if missing:
+            st.warning(
+                f"Waiting for {', '.join(missing)}: run Lab 02's streaming job (positions) and "
+                "`python labs/lab09_alerts/alerts.py` (alerts)."
+            )
+            return
         render(cfg)
 
     live()

@@ -145,7 +145,8 @@ def dash_cfg(dash, planted):
 @pytest.fixture
 def dashboard_env(planted) -> Iterator[dict[str, str]]:
     """The environment that points the dashboard at the planted database (also set in-process)."""
-    wanted = {"DASHBOARD_DATABASE": planted, "DASHBOARD_REFRESH_SECONDS": "3"}
+    # A slow refresh: the browser test reads the page between two reruns of the live fragment.
+    wanted = {"DASHBOARD_DATABASE": planted, "DASHBOARD_REFRESH_SECONDS": "30"}
     before = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     yield wanted
