@@ -9,20 +9,27 @@ Input: one state vector per Kafka message, as `python -m harness.runtime.replay 
 (the flat row JSON: `fetch_time` + the 18 fields of `harness.runtime.schema`). Two streaming queries read
 the topic, each with its own checkpoint folder under `--checkpoint`:
 
-- `rows`: every message is parsed (part A). Rejected ones go to the dead-letter topic
-  `raw_flights.dlq` with their raw value and a reason; state vectors go to ClickHouse
-  `opensky.flights_streaming`, PostgreSQL `processed_flights` and Kafka `processed_flights`
-  (part C), flagged `late` when their window had already closed at the batch's watermark (part B).
+- `rows`: every message is parsed and checked (part A) against the platform's one definition of a
+  valid state vector (`harness.runtime.validity`, the rules Lab 01 quarantines by). Rejected ones
+  go to the dead-letter topic `raw_flights.dlq` with their raw value and a reason; state vectors
+  go to ClickHouse `opensky.flights_streaming`, PostgreSQL `processed_flights` and Kafka
+  `processed_flights` (part C), flagged `late` when their window had already closed at the
+  batch's watermark (part B).
 - `aggregates`: tumbling windows per `origin_country` behind a watermark (part B), written as
   Parquet to `s3a://streaming-aggregations/country_windows/batch_id=N/` (part C).
 
-Every sink write is idempotent per micro-batch (or, for Kafka, at-least-once with a key to
-deduplicate on), so a batch that Spark replays after a crash lands once in effect (parts C and E).
+The data never passes through the driver: each micro-batch is persisted once on the executors and
+every sink is written from there (Spark's Kafka sink; Parquet staged in MinIO and pulled by one
+ClickHouse `INSERT ... SELECT ... FROM s3()`; a `COPY` per partition into a PostgreSQL staging
+table, then one upsert). Every sink write is idempotent per micro-batch (or, for Kafka,
+at-least-once with a key to deduplicate on), so a batch that Spark replays after a crash lands
+once in effect (parts C and E).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -31,18 +38,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from harness.runtime import validity
 from harness.runtime.config import (
     CLICKHOUSE_DB,
     STACK_DIR,
@@ -51,7 +58,12 @@ from harness.runtime.config import (
     TOPIC_RAW_DLQ,
     endpoints,
 )
-from harness.runtime.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
+from harness.runtime.schema import (
+    ROW_FIELD_NAMES,
+    ROW_FIELDS,
+    processed_flights_ddl,
+    spark_row_schema,
+)
 
 log = logging.getLogger("lab02.streaming")
 
@@ -59,14 +71,17 @@ log = logging.getLogger("lab02.streaming")
 CLICKHOUSE_TABLE = "flights_streaming"
 PG_TABLE = "processed_flights"
 AGGREGATES_PATH = "s3a://streaming-aggregations/country_windows"
+# Where a micro-batch's rows wait (Parquet) for ClickHouse to pull them with s3().
+STAGING_PATH = "s3a://processed-data/streaming_staging"
 CHECKPOINT_ROOT = STACK_DIR / "checkpoints" / "streaming_processor"
 DEFAULT_TRIGGER = "10 seconds"  # the platform description's micro-batch interval
 AVAILABLE_NOW = "availableNow"
 DEFAULT_WINDOW = "1 minute"
 DEFAULT_WATERMARK = "2 minutes"
-# Upper bound of one micro-batch: a batch is collected to the driver (Arrow) for ClickHouse and
-# PostgreSQL, so its size must stay bounded whatever the backlog in Kafka.
-DEFAULT_MAX_OFFSETS_PER_TRIGGER = 20_000
+# Upper bound of one micro-batch, in Kafka messages: a backlog (a first start, a restart after a
+# pause) is worked off in steps of this size. Bigger steps pay the fixed cost per batch less often
+# (more throughput) but take longer each (more latency) and hold more rows in executor memory.
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 200_000
 
 # The two queries; each has its own checkpoint folder `<checkpoint>/<query>`.
 ROWS_QUERY = "rows"
@@ -78,7 +93,10 @@ REASON_MALFORMED = "malformed JSON"
 REASON_SNAPSHOT = "snapshot message"
 REASON_MISSING = "missing field"
 REASON_WRONG_TYPE = "wrong type"
-REASON_BAD_ICAO24 = "invalid icao24"
+# Then the rules of a valid state vector, shared with Lab 01 (harness.runtime.validity), in
+# validity.ROW_RULES order: invalid icao24, null position, out of range, negative velocity, a
+# position from the future. Their reasons are validity's constants, e.g. validity.NULL_POSITION.
+REASON_BAD_ICAO24 = validity.INVALID_ICAO24
 
 # Where each parsed message came from, then the row's fields, then the verdict.
 SOURCE_COLUMNS = [
@@ -99,8 +117,10 @@ AGGREGATE_COLUMNS = [
     "avg_velocity",
     "max_altitude",
 ]
-# PostgreSQL `processed_flights`: the row's fields, then these two.
+# PostgreSQL `processed_flights` (one definition: harness.runtime.schema): the row's fields, then
+# these two.
 PROCESSED_EXTRA_COLUMNS = ["event_time", "late"]
+PG_KEY = ("icao24", "fetch_time")
 TIME_FIELDS = ("fetch_time", "time_position", "last_contact")
 
 # JSON kinds (see `json_kind`) that each schema kind of harness.runtime.schema accepts.
@@ -135,6 +155,7 @@ class StreamConfig:
     clickhouse_table: str = CLICKHOUSE_TABLE
     pg_table: str = PG_TABLE
     aggregates_path: str = AGGREGATES_PATH
+    staging_path: str = STAGING_PATH
     checkpoint: str = str(CHECKPOINT_ROOT)
     trigger: str = DEFAULT_TRIGGER
     window: str = DEFAULT_WINDOW
@@ -300,37 +321,25 @@ def batch_watermark_ms(checkpoint_dir: str | Path, batch_id: int) -> int:
     return int(json.loads(lines[1]).get("batchWatermarkMs", 0))
 
 
-def source_range(batch: pa.Table) -> str:
-    """The Kafka positions a collected batch covers, e.g. `raw_flights/0:12-17,raw_flights/1:9-50`.
+def source_range(batch: DataFrame) -> str:
+    """The Kafka positions a batch covers, e.g. `raw_flights/0:12-17,raw_flights/1:9-50`.
 
     A replayed batch covers exactly the same positions, so this is a deduplication token that
     survives restarts, and does not depend on batch ids (which start again at 0 with a new
-    checkpoint).
+    checkpoint). One small Spark job: only a row per Kafka partition reaches the driver.
     """
-    spans = batch.group_by(["source_topic", "source_partition"]).aggregate(
-        [("source_offset", "min"), ("source_offset", "max")]
+    spans = (
+        batch.groupBy("source_topic", "source_partition")
+        .agg(F.min("source_offset").alias("first"), F.max("source_offset").alias("last"))
+        .collect()
     )
-    parts = sorted(
-        zip(
-            spans["source_topic"].to_pylist(),
-            spans["source_partition"].to_pylist(),
-            spans["source_offset_min"].to_pylist(),
-            spans["source_offset_max"].to_pylist(),
-            strict=True,
-        )
-    )
+    parts = sorted((r["source_topic"], r["source_partition"], r["first"], r["last"]) for r in spans)
     return ",".join(f"{t}/{p}:{a}-{b}" for t, p, a, b in parts)
 
 
-def clickhouse_arrow(rows: pa.Table) -> pa.Table:
-    """The row fields of an Arrow table, with unix-second times as `timestamp[s, UTC]` for
-    ClickHouse's `DateTime('UTC')` columns."""
-    table = rows.select(ROW_FIELD_NAMES)
-    for name in TIME_FIELDS:
-        i = table.schema.get_field_index(name)
-        seconds = table.column(name).cast(pa.int64())
-        table = table.set_column(i, name, seconds.cast(pa.timestamp("s", tz="UTC")))
-    return table
+def load_key(token: str) -> str:
+    """A short name for one batch's staged data (the same on a replay): a hash of its token."""
+    return hashlib.sha256(token.encode()).hexdigest()[:20]
 
 
 def _ch_table(database: str, table: str) -> str:
@@ -365,34 +374,151 @@ CLICKHOUSE_COLUMNS = """
 # How many recent insert tokens a plain MergeTree remembers to skip repeated inserts.
 DEDUPLICATION_WINDOW = 1000
 
-PG_COLUMNS = """
-    fetch_time      timestamptz NOT NULL,
-    icao24          text NOT NULL,
-    callsign        text,
-    origin_country  text NOT NULL,
-    time_position   timestamptz,
-    last_contact    timestamptz NOT NULL,
-    longitude       double precision,
-    latitude        double precision,
-    baro_altitude   double precision,
-    on_ground       boolean NOT NULL,
-    velocity        double precision,
-    true_track      double precision,
-    vertical_rate   double precision,
-    sensors         bigint[],
-    geo_altitude    double precision,
-    squawk          text,
-    spi             boolean NOT NULL,
-    position_source smallint NOT NULL,
-    category        smallint,
-    event_time      timestamptz NOT NULL,
-    late            boolean NOT NULL,
-    PRIMARY KEY (icao24, fetch_time)
-"""
+
+def s3_location(path: str) -> tuple[str, str]:
+    """`s3a://bucket/some/prefix` -> (`bucket`, `some/prefix`)."""
+    if not path.startswith("s3a://"):
+        raise ValueError(f"{path!r} is not an s3a:// path")
+    bucket, _, prefix = path.removeprefix("s3a://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def clickhouse_staging_path(cfg: StreamConfig, token: str) -> str:
+    """Where one batch's rows for ClickHouse are staged as Parquet (the same folder on a replay)."""
+    table = f"{cfg.clickhouse_database}.{cfg.clickhouse_table}"
+    return f"{cfg.staging_path.rstrip('/')}/{table}/{load_key(token)}"
+
+
+def clickhouse_s3_source(path: str) -> str:
+    """The `s3(...)` table function that reads the Parquet files Spark wrote under `path`, as
+    ClickHouse reaches MinIO (`endpoints().clickhouse_s3_endpoint`)."""
+    ep = endpoints()
+    bucket, prefix = s3_location(path)
+    url = f"{ep.clickhouse_s3_endpoint.rstrip('/')}/{bucket}/{prefix}/*.parquet"
+    return f"s3('{url}', '{ep.minio_access_key}', '{ep.minio_secret_key}', 'Parquet')"
+
+
+def remove_s3_prefix(path: str) -> None:
+    """Delete every object under an s3a:// path (the staged files of a batch that has landed)."""
+    from minio.deleteobjects import DeleteObject
+
+    from harness.runtime.services import minio_client
+
+    bucket, prefix = s3_location(path)
+    client = minio_client()
+    doomed = [
+        DeleteObject(o.object_name)
+        for o in client.list_objects(bucket, prefix=prefix + "/", recursive=True)
+    ]
+    errors = list(client.remove_objects(bucket, doomed)) if doomed else []
+    if errors:
+        raise RuntimeError(f"could not remove the staged files under {path}: {errors[:3]}")
+
+
+def pg_staging_table(cfg: StreamConfig) -> str:
+    """The PostgreSQL table each micro-batch is copied into before the upsert."""
+    return f"{cfg.pg_table}_staging"
+
+
+# The staging table: the row fields as the job has them (times in unix seconds, `sensors` as
+# PostgreSQL array text), event_time (unix seconds), late, the source position (the newest message
+# wins when a batch holds one key twice) and the batch's load key (a replay deletes its own rows).
+PG_STAGING_COLUMNS = [
+    *[
+        (
+            n,
+            {
+                "str": "text",
+                "int": "bigint",
+                "float": "double precision",
+                "bool": "boolean",
+                "int[]": "text",
+            }[k],
+        )
+        for n, k, _ in ROW_FIELDS
+    ],
+    ("event_time", "bigint"),
+    ("late", "boolean"),
+    ("source_partition", "integer"),
+    ("source_offset", "bigint"),
+    ("load_key", "text"),
+]
+
+
+def pg_staging_frame(rows: DataFrame, key: str) -> DataFrame:
+    """The kept rows of a batch in the staging table's column order (see PG_STAGING_COLUMNS)."""
+    out = []
+    for name, _type in PG_STAGING_COLUMNS:
+        if name == "sensors":  # [1, 2] -> "{1,2}", PostgreSQL's array text
+            out.append(F.concat(F.lit("{"), F.array_join("sensors", ","), F.lit("}")).alias(name))
+        elif name == "event_time":
+            out.append(F.unix_seconds("event_time").alias(name))
+        elif name == "load_key":
+            out.append(F.lit(key).alias(name))
+        else:
+            out.append(F.col(name))
+    return rows.select(*out)
+
+
+def copy_partitions_to_postgres(
+    dsn: str, table: str, columns: list[str]
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """A `mapInArrow` function: each executor task COPYs its Arrow batches (as CSV) into `table`
+    over its own connection and yields one row, `rows` (how many it copied).
+
+    It runs in a Python worker on an executor, so it uses only its arguments, psycopg and pyarrow:
+    no client from the driver, no module of this repository.
+    """
+
+    def copy(batches: Iterator[Any]) -> Iterator[Any]:
+        import io
+
+        import psycopg
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        copied = 0
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+        options = pacsv.WriteOptions(include_header=False)
+        with psycopg.connect(dsn) as conn, conn.cursor() as cur, cur.copy(statement) as pipe:
+            for batch in batches:
+                if batch.num_rows:
+                    buffer = io.BytesIO()
+                    pacsv.write_csv(batch, buffer, options)
+                    pipe.write(buffer.getvalue())
+                    copied += batch.num_rows
+        yield pa.RecordBatch.from_pydict(
+            {"rows": [copied]}, schema=pa.schema([("rows", pa.int64())])
+        )
+
+    return copy
+
+
+def stored_positions(spark: SparkSession, cfg: StreamConfig, low: int, high: int) -> DataFrame:
+    """`(icao24, time_position, fetch_time)` (unix seconds) of the state vectors PostgreSQL
+    `cfg.pg_table` holds with a time_position from `low` to `high`: what earlier batches kept.
+    Read over JDBC by an executor, never by the driver."""
+    if not _IDENTIFIER.match(cfg.pg_table):
+        raise ValueError(f"{cfg.pg_table!r} is not a plain identifier")
+    ep = endpoints()
+    query = (
+        "SELECT icao24, extract(epoch FROM time_position)::bigint AS time_position, "
+        f'extract(epoch FROM fetch_time)::bigint AS fetch_time FROM "{cfg.pg_table}" '
+        f"WHERE time_position BETWEEN to_timestamp({int(low)}) AND to_timestamp({int(high)})"
+    )
+    return (
+        spark.read.format("jdbc")
+        .option("url", ep.pg_jdbc_url)
+        .option("driver", "org.postgresql.Driver")
+        .option("user", ep.pg_user)
+        .option("password", ep.pg_password)
+        .option("query", query)
+        .load()
+    )
 
 
 def ensure_sinks(cfg: StreamConfig) -> None:
-    """Create whatever the job writes to and is missing: topics, tables, the bucket."""
+    """Create whatever the job writes to and is missing: topics, tables, buckets."""
     from psycopg import sql
 
     from harness.runtime.replay import ensure_topic
@@ -420,22 +546,31 @@ def ensure_sinks(cfg: StreamConfig) -> None:
         client.close()
 
     with pg_connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (" + PG_COLUMNS + ")").format(
-                sql.Identifier(cfg.pg_table)
+        target = sql.Identifier(cfg.pg_table).as_string(conn)
+        conn.execute(processed_flights_ddl(target))
+        for column in ("fetch_time", "time_position"):  # stored_positions() reads by time
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(f"{cfg.pg_table}_{column}_idx"),
+                    sql.Identifier(cfg.pg_table),
+                    sql.Identifier(column),
+                )
             )
-        )
+        # UNLOGGED: staged rows are copied again from Kafka after a crash, no need to WAL them.
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (fetch_time)").format(
-                sql.Identifier(f"{cfg.pg_table}_fetch_time_idx"), sql.Identifier(cfg.pg_table)
-            )
+            sql.SQL(
+                "CREATE UNLOGGED TABLE IF NOT EXISTS {} ("
+                + ", ".join(f"{name} {pg_type}" for name, pg_type in PG_STAGING_COLUMNS)
+                + ")"
+            ).format(sql.Identifier(pg_staging_table(cfg)))
         )
 
-    if cfg.aggregates_path.startswith("s3a://"):
-        bucket = cfg.aggregates_path.removeprefix("s3a://").split("/", 1)[0]
-        minio = minio_client()
-        if not minio.bucket_exists(bucket):
-            minio.make_bucket(bucket)
+    minio = minio_client()
+    for path in (cfg.aggregates_path, cfg.staging_path):
+        if path.startswith("s3a://"):
+            bucket, _ = s3_location(path)
+            if not minio.bucket_exists(bucket):
+                minio.make_bucket(bucket)
 
 
 # ------------------------------------------------------------------ part A: source and parsing
@@ -500,15 +635,45 @@ def parse_messages(raw: DataFrame) -> DataFrame:
                 verdict(REASON_WRONG_TYPE, F.concat(F.lit(expected), got)),
             )
         )
-    problems.append(
+    # The rules of a valid state vector (harness.runtime.validity), in its order, on typed fields.
+    row = {name: F.col(f"_row.{name}") for name in ROW_FIELD_NAMES}
+    icao24_pattern = f"^[{validity.ICAO24_ALPHABET}]{{{validity.ICAO24_LENGTH}}}$"
+    problems += [
         F.when(
-            ~F.col("_row.icao24").rlike("^[0-9a-f]{6}$"),
+            ~row["icao24"].rlike(icao24_pattern),
             verdict(
-                REASON_BAD_ICAO24,
-                F.concat(F.lit("6 lower-case hex digits expected, got "), F.col("_row.icao24")),
+                validity.INVALID_ICAO24,
+                F.concat(F.lit("icao24: 6 lower-case hex digits expected, got "), row["icao24"]),
             ),
-        )
-    )
+        ),
+        F.when(
+            row["latitude"].isNull() | row["longitude"].isNull() | row["time_position"].isNull(),
+            verdict(validity.NULL_POSITION, "latitude, longitude and time_position are needed"),
+        ),
+        F.when(
+            ~row["latitude"].between(validity.LATITUDE_MIN, validity.LATITUDE_MAX)
+            | ~row["longitude"].between(validity.LONGITUDE_MIN, validity.LONGITUDE_MAX),
+            verdict(
+                validity.OUT_OF_RANGE,
+                F.format_string("latitude %s, longitude %s", row["latitude"], row["longitude"]),
+            ),
+        ),
+        F.when(
+            row["velocity"] < validity.MIN_VELOCITY,
+            verdict(validity.NEGATIVE_VELOCITY, F.format_string("velocity %s", row["velocity"])),
+        ),
+        F.when(
+            row["time_position"] > row["fetch_time"] + validity.FUTURE_TOLERANCE_S,
+            verdict(
+                validity.FUTURE_POSITION,
+                F.format_string(
+                    "time_position %s is %s s after fetch_time",
+                    row["time_position"],
+                    row["time_position"] - row["fetch_time"],
+                ),
+            ),
+        ),
+    ]
     judged = judged.select("*", F.coalesce(*problems).alias("_verdict"))
     kept = F.col("_verdict").isNull()
     return judged.select(
@@ -629,69 +794,129 @@ def write_kafka(records: DataFrame, topic: str) -> None:
     # END SOLUTION
 
 
-def write_clickhouse(rows: pa.Table, cfg: StreamConfig, token: str) -> int:
-    """Insert the row fields into ClickHouse; a repeated insert with the same `token` is skipped."""
+def mark_duplicates(batch: DataFrame, stored: DataFrame) -> DataFrame:
+    """Reject (reason `validity.DUPLICATE`, a detail) every kept row whose (icao24,
+    time_position) an earlier state vector already has: one in `stored` (what earlier batches
+    kept, see `stored_positions`) with an earlier fetch_time, or one earlier in this batch (by
+    fetch_time, then last_contact, then Kafka position). Same columns, same rows."""
     # BEGIN SOLUTION (part C)
-    from harness.runtime.services import clickhouse_client
-
-    if rows.num_rows == 0:
-        return 0
-    _ch_table(cfg.clickhouse_database, cfg.clickhouse_table)
-    client = clickhouse_client(cfg.clickhouse_database)
-    try:
-        client.insert_arrow(
-            cfg.clickhouse_table,
-            clickhouse_arrow(rows),
-            database=cfg.clickhouse_database,
-            settings={"insert_deduplication_token": token},
-        )
-    finally:
-        client.close()
-    return rows.num_rows
+    kept = F.col("reason").isNull()
+    first_stored = stored.groupBy("icao24", "time_position").agg(
+        F.min("fetch_time").alias("_first_stored")
+    )
+    in_batch = Window.partitionBy("icao24", "time_position", kept).orderBy(
+        "fetch_time", "last_contact", "source_partition", "source_offset"
+    )
+    joined = batch.join(first_stored, ["icao24", "time_position"], "left")
+    duplicate = kept & (
+        (F.col("_first_stored") < F.col("fetch_time")) | (F.row_number().over(in_batch) > 1)
+    )
+    detail = F.format_string(
+        "icao24 %s, time_position %s: an earlier state vector has them", "icao24", "time_position"
+    )
+    return joined.select(
+        *[
+            F.when(duplicate, F.lit(validity.DUPLICATE)).otherwise(F.col(c)).alias(c)
+            if c == "reason"
+            else F.when(duplicate, detail).otherwise(F.col(c)).alias(c)
+            if c == "detail"
+            else F.col(c)
+            for c in batch.columns
+        ]
+    )
     # END SOLUTION
 
 
-def write_postgres(rows: pa.Table, cfg: StreamConfig) -> int:
-    """Upsert rows into PostgreSQL `cfg.pg_table` on (icao24, fetch_time); unchanged rows are left
-    alone (no write, no change event for CDC)."""
+def write_clickhouse(rows: DataFrame, cfg: StreamConfig, token: str) -> None:
+    """Load the batch's state vectors into ClickHouse from the executors: Parquet to the staging
+    folder of this batch, then one `INSERT ... SELECT ... FROM s3()` that ClickHouse skips when it
+    has seen `token` already; the staged files are removed afterwards."""
+    # BEGIN SOLUTION (part C)
+    from harness.runtime.services import clickhouse_client
+
+    table = _ch_table(cfg.clickhouse_database, cfg.clickhouse_table)
+    staging = clickhouse_staging_path(cfg, token)
+    # Times as unix seconds (ClickHouse makes them DateTime), sensors never null (Array(Int64)).
+    staged = rows.select(
+        *[
+            F.coalesce("sensors", F.array().cast("array<bigint>")).alias(name)
+            if name == "sensors"
+            else F.col(name)
+            for name in ROW_FIELD_NAMES
+        ]
+    )
+    # overwrite: a replayed batch replaces what an interrupted attempt staged.
+    staged.write.mode("overwrite").parquet(staging)
+    columns = ", ".join(
+        f"toDateTime({name}, 'UTC')" if name in TIME_FIELDS else name for name in ROW_FIELD_NAMES
+    )
+    client = clickhouse_client(cfg.clickhouse_database)
+    try:
+        client.command(
+            f"INSERT INTO {table} ({', '.join(ROW_FIELD_NAMES)}) "
+            f"SELECT {columns} FROM {clickhouse_s3_source(staging)}",
+            settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
+        )
+    finally:
+        client.close()
+    remove_s3_prefix(staging)
+    # END SOLUTION
+
+
+def write_postgres(rows: DataFrame, cfg: StreamConfig, token: str) -> None:
+    """Upsert the batch's state vectors into PostgreSQL `cfg.pg_table` on (icao24, fetch_time):
+    each executor COPYs its partition into the staging table, then one INSERT ... ON CONFLICT moves
+    the batch over; unchanged rows are left alone (no write, no change event for CDC)."""
     # BEGIN SOLUTION (part C)
     from psycopg import sql
 
     from harness.runtime.services import pg_connect
 
-    if rows.num_rows == 0:
-        return 0
+    key = load_key(token)
+    staging = sql.Identifier(pg_staging_table(cfg))
+    with pg_connect() as conn:  # rows an interrupted attempt of this batch left behind
+        conn.execute(sql.SQL("DELETE FROM {} WHERE load_key = %s").format(staging), [key])
+        staging_name = staging.as_string(conn)
+    copy = copy_partitions_to_postgres(
+        endpoints().pg_dsn, staging_name, [name for name, _ in PG_STAGING_COLUMNS]
+    )
+    pg_staging_frame(rows, key).mapInArrow(copy, "rows long").agg(F.sum("rows")).collect()
+
     columns = [*ROW_FIELD_NAMES, *PROCESSED_EXTRA_COLUMNS]
-    others = [c for c in columns if c not in ("icao24", "fetch_time")]
-    table = sql.Identifier(cfg.pg_table)
-    values = [
-        sql.SQL("to_timestamp({})").format(sql.Placeholder(c))
-        if c in TIME_FIELDS
-        else sql.Placeholder(c)
-        for c in columns
-    ]
-    statement = sql.SQL(
-        "INSERT INTO {table} ({columns}) VALUES ({values}) "
+    others = [c for c in columns if c not in PG_KEY]
+    target = sql.Identifier(cfg.pg_table)
+
+    def staged(name: str) -> sql.Composable:
+        column = sql.Identifier("s", name)
+        if name in (*TIME_FIELDS, "event_time"):
+            return sql.SQL("to_timestamp({})").format(column)
+        if name == "sensors":
+            return sql.SQL("{}::bigint[]").format(column)
+        return column
+
+    upsert = sql.SQL(
+        "INSERT INTO {target} AS t ({columns}) "
+        "SELECT DISTINCT ON (s.icao24, s.fetch_time) {values} FROM {staging} AS s "
+        "WHERE s.load_key = %(key)s "
+        "ORDER BY s.icao24, s.fetch_time, s.source_partition DESC, s.source_offset DESC "
         "ON CONFLICT (icao24, fetch_time) DO UPDATE SET {updates} "
         "WHERE ({current}) IS DISTINCT FROM ({incoming})"
     ).format(
-        table=table,
+        target=target,
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(values),
+        values=sql.SQL(", ").join(staged(c) for c in columns),
+        staging=staging,
         updates=sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in others
         ),
-        current=sql.SQL(", ").join(
-            sql.SQL("{}.{}").format(table, sql.Identifier(c)) for c in others
-        ),
+        current=sql.SQL(", ").join(sql.Identifier("t", c) for c in others),
         incoming=sql.SQL(", ").join(
             sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in others
         ),
     )
-    records = rows.select(columns).to_pylist()
-    with pg_connect(autocommit=False) as conn, conn.cursor() as cur:
-        cur.executemany(statement, records)
-    return rows.num_rows
+    with pg_connect(autocommit=False) as conn:  # one transaction: upsert, then clear the stage
+        conn.execute(upsert, {"key": key})
+        conn.execute(sql.SQL("DELETE FROM {} WHERE load_key = %s").format(staging), [key])
     # END SOLUTION
 
 
@@ -699,13 +924,16 @@ def write_aggregates(aggregates: DataFrame, batch_id: int, path: str) -> int:
     """Write one batch of window aggregates as Parquet to `<path>/batch_id=<batch_id>`, replacing
     what a previous attempt of the same batch wrote; return the number of rows."""
     # BEGIN SOLUTION (part C)
-    # Collect once: a foreachBatch DataFrame of a stateful query should be evaluated once.
-    table = aggregates.select(*AGGREGATE_COLUMNS).toArrow()
-    if table.num_rows:
-        target = f"{path.rstrip('/')}/batch_id={batch_id}"
-        frame = aggregates.sparkSession.createDataFrame(table)
-        frame.coalesce(1).write.mode("overwrite").parquet(target)
-    return table.num_rows
+    # Persisted: a foreachBatch DataFrame of a stateful query is computed again by each action.
+    windows = aggregates.select(*AGGREGATE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        count = windows.count()
+        if count:
+            target = f"{path.rstrip('/')}/batch_id={batch_id}"
+            windows.coalesce(1).write.mode("overwrite").parquet(target)
+    finally:
+        windows.unpersist()
+    return count
     # END SOLUTION
 
 
@@ -713,29 +941,44 @@ def process_rows_batch(
     parsed: DataFrame, batch_id: int, cfg: StreamConfig, watermark_ms: int
 ) -> BatchReport:
     """The rows query's foreachBatch: dead letters to Kafka; state vectors (flagged late) to
-    ClickHouse, PostgreSQL and Kafka. `parsed` is `with_event_time(parse_messages(...))`."""
+    ClickHouse, PostgreSQL and Kafka, all written from the executors. `parsed` is
+    `with_event_time(parse_messages(...))`."""
     # BEGIN SOLUTION (part C)
-    # One collect per batch (bounded by maxOffsetsPerTrigger): every sink gets the very same
-    # rows, in Kafka order, and the big parsing plan runs once.
-    batch = (
-        flag_late(parsed, watermark_ms, cfg.window)
-        .orderBy("source_topic", "source_partition", "source_offset")
-        .toArrow()
-    )
-    spark = parsed.sparkSession
-    rejected_mask = pc.is_valid(batch["reason"])
-    rejected = batch.filter(rejected_mask)
-    rows = batch.filter(pc.invert(rejected_mask))
-    if rejected.num_rows:
-        write_kafka(dead_letter_messages(spark.createDataFrame(rejected), batch_id), cfg.dlq_topic)
-    if rows.num_rows:
-        write_clickhouse(rows, cfg, token=source_range(batch))
-        write_postgres(rows, cfg)
-        write_kafka(processed_messages(spark.createDataFrame(rows)), cfg.processed_topic)
-    late = rows["late"].to_pylist().count(True)
-    return BatchReport(
-        batch_id, batch.num_rows, rows.num_rows, rejected.num_rows, late, watermark_ms
-    )
+    # Persisted once: parsing runs once, and every sink gets the very same rows. Only counts,
+    # time bounds and the batch's Kafka positions reach the driver.
+    kept = F.col("reason").isNull()
+    flagged = flag_late(parsed, watermark_ms, cfg.window).persist(StorageLevel.MEMORY_AND_DISK)
+    batch = flagged
+    try:
+        span = flagged.agg(
+            F.min(F.when(kept, F.col("time_position"))).alias("low"),
+            F.max(F.when(kept, F.col("time_position"))).alias("high"),
+        ).first()
+        if span["low"] is not None:  # duplicates of what earlier batches stored, or in this one
+            stored = stored_positions(parsed.sparkSession, cfg, span["low"], span["high"])
+            batch = mark_duplicates(flagged, stored).persist(StorageLevel.MEMORY_AND_DISK)
+        counts = batch.agg(
+            F.count(F.lit(1)).alias("messages"),
+            F.count("reason").alias("rejected"),
+            F.count(F.when(kept & F.col("late"), 1)).alias("late"),
+        ).first()
+        if batch is not flagged:  # `batch` is in the cache now
+            flagged.unpersist()
+        messages, rejected, late = counts["messages"], counts["rejected"], counts["late"]
+        if messages:
+            token = source_range(batch)
+            if rejected:
+                dead = dead_letter_messages(batch.filter(~kept), batch_id)
+                write_kafka(dead, cfg.dlq_topic)
+            if messages > rejected:
+                rows = batch.filter(kept)
+                write_clickhouse(rows, cfg, token)
+                write_postgres(rows, cfg, token)
+                write_kafka(processed_messages(rows), cfg.processed_topic)
+    finally:
+        flagged.unpersist()
+        batch.unpersist()
+    return BatchReport(batch_id, messages, messages - rejected, rejected, late, watermark_ms)
     # END SOLUTION
 
 

@@ -3,7 +3,9 @@
 Every test has its own Kafka topics, ClickHouse database, PostgreSQL table, S3 prefix and
 checkpoint folder (fixture `cfg`), removed afterwards. Streaming tests run with the `availableNow`
 trigger: they process what the test produced, then stop. Times in the hand-made messages are
-around T0 = 2024-03-01 12:00:00 UTC; the window is 1 minute and the watermark 2 minutes.
+around T0 = 2024-03-01 12:00:00 UTC; the window is 1 minute and the watermark 2 minutes. Tests
+with sinks run under a driver memory budget (conftest's `driver_result_budget`): a job that brings
+a micro-batch's rows to the driver fails, as it would on a cluster with real traffic.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from harness.runtime import validity
 from harness.runtime.config import ROOT
 from harness.runtime.data import load_snapshots, snapshot_rows
 from harness.runtime.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
@@ -269,6 +272,22 @@ def expected_windows(rows: list[dict[str, Any]], watermark_s: int) -> list[tuple
     return sorted(out)
 
 
+def is_valid(row: dict[str, Any]) -> bool:
+    """harness.runtime.validity's row rules, written out in Python for the test's expectations."""
+    icao = row["icao24"]
+    lat, lon, tp = row["latitude"], row["longitude"], row["time_position"]
+    return (
+        isinstance(icao, str)
+        and len(icao) == validity.ICAO24_LENGTH
+        and set(icao) <= set(validity.ICAO24_ALPHABET)
+        and None not in (lat, lon, tp)
+        and validity.LATITUDE_MIN <= lat <= validity.LATITUDE_MAX
+        and validity.LONGITUDE_MIN <= lon <= validity.LONGITUDE_MAX
+        and (row["velocity"] is None or row["velocity"] >= validity.MIN_VELOCITY)
+        and tp <= row["fetch_time"] + validity.FUTURE_TOLERANCE_S
+    )
+
+
 def is_late(row: dict[str, Any], watermark_s: int) -> bool:
     event = row["time_position"] if row["time_position"] is not None else row["last_contact"]
     return event - event % MINUTE + MINUTE <= watermark_s
@@ -357,8 +376,83 @@ def bad_messages() -> list[tuple[str, str | None, str | None, str, str | None]]:
             "zz6444",
             encode(state("zz6444", "Germany", T0)),
             "invalid icao24",
+            "icao24",
+        ),
+        # The rules of a valid state vector (harness.runtime.validity), as Lab 01 applies them.
+        (
+            "icao24 in upper case",
+            "3C644B",
+            encode(state("3C644B", "Germany", T0)),
+            "invalid icao24",
+            "icao24",
+        ),
+        (
+            "icao24 of 5 digits",
+            "3c644",
+            encode(state("3c644", "Germany", T0)),
+            "invalid icao24",
+            "icao24",
+        ),
+        (
+            "no latitude",
+            "3c644c",
+            encode(state("3c644c", "Germany", T0, latitude=None)),
+            "null position",
             None,
         ),
+        (
+            "no time_position",
+            "3c644d",
+            encode(state("3c644d", "Germany", T0, time_position=None)),
+            "null position",
+            None,
+        ),
+        (
+            "latitude 95",
+            "3c644e",
+            encode(state("3c644e", "Germany", T0, latitude=95.0)),
+            "latitude/longitude out of range",
+            "latitude",
+        ),
+        (
+            "longitude 200.5",
+            "3c644f",
+            encode(state("3c644f", "Germany", T0, longitude=200.5)),
+            "latitude/longitude out of range",
+            "longitude",
+        ),
+        (
+            "velocity -50",
+            "3c6450",
+            encode(state("3c6450", "Germany", T0, velocity=-50.0)),
+            "negative velocity",
+            "velocity",
+        ),
+        (
+            "a position 6 s in the future",
+            "3c6451",
+            encode(state("3c6451", "Germany", T0, time_position=T0 + 6)),
+            "time_position after fetch_time",
+            "time_position",
+        ),
+        (
+            "a position an hour in the future",
+            "3c6452",
+            encode(state("3c6452", "Germany", T0, time_position=T0 + 3600, last_contact=T0)),
+            "time_position after fetch_time",
+            "time_position",
+        ),
+    ]
+
+
+def on_the_bounds() -> list[dict[str, Any]]:
+    """Valid state vectors right on the bounds of harness.runtime.validity's rules."""
+    return [
+        state("b0a001", "Norway", T0, latitude=90.0, longitude=-180.0),
+        state("b0a002", "Chile", T0, latitude=-90.0, longitude=180.0),
+        state("b0a003", "France", T0, velocity=0.0),
+        state("b0a004", "France", T0, time_position=T0 + 5),  # within the clock tolerance
+        state("b0a005", "France", T0, velocity=None, callsign=None, squawk=None),
     ]
 
 
@@ -366,16 +460,19 @@ def bad_messages() -> list[tuple[str, str | None, str | None, str, str | None]]:
 @pytest.mark.points(2)
 def test_partA_parses_state_vectors_with_the_schema(mod, spark) -> None:
     """Real state vectors (as `replay --mode state` sends them) parse to typed row fields."""
-    rows = snapshot_rows(load_snapshots()[0])
+    rows = [r for r in snapshot_rows(load_snapshots()[0]) if is_valid(r)]
     picked = rows[:3]
-    picked += [r for r in rows if r["time_position"] is None][:1]
+    picked += [r for r in rows if r["time_position"] != r["last_contact"]][:1]
     picked += [r for r in rows if r["on_ground"]][:1]
     # A hand-made one: a float field sent as an integer, `category` left out (it is optional).
     floats = [name for name, kind, _ in ROW_FIELDS if kind == "float"]
     picked = [{**r, **{n: float(r[n]) for n in floats if r[n] is not None}} for r in picked]
     extra = state("4b1806", "Switzerland", T0, velocity=230, sensors=[1, 2])
     del extra["category"]
-    parsed = mod.parse_messages(kafka_rows(spark, [good(r) for r in picked] + [good(extra)]))
+    bounds = on_the_bounds()
+    parsed = mod.parse_messages(
+        kafka_rows(spark, [good(r) for r in picked] + [good(extra)] + [good(r) for r in bounds])
+    )
 
     assert parsed.columns == mod.PARSED_COLUMNS, (
         f"Lab 02, part A: parse_messages() should return the columns PARSED_COLUMNS in order.\n"
@@ -385,9 +482,11 @@ def test_partA_parses_state_vectors_with_the_schema(mod, spark) -> None:
     wrong = [v for v in verdicts if v[1] is not None]
     assert not wrong, (
         f"Lab 02, part A: valid state vectors were rejected (offset, reason, detail): {wrong}. "
-        "Hint: integers are fine for float fields, and nullable fields may be missing or null."
+        "Hint: integers are fine for float fields, nullable fields may be missing or null, and "
+        "the bounds of harness.runtime.validity's rules are valid (latitude 90, velocity 0, a "
+        "time_position up to FUTURE_TOLERANCE_S after fetch_time)."
     )
-    expected_rows = [*picked, {**extra, "velocity": 230.0, "category": None}]
+    expected_rows = [*picked, {**extra, "velocity": 230.0, "category": None}, *bounds]
     expected = spark.createDataFrame(expected_rows, spark_row_schema())
     assert_frames(
         parsed.select(*ROW_FIELD_NAMES),
@@ -435,6 +534,7 @@ def test_partA_dead_letters_keep_the_raw_value_and_reason(mod, spark) -> None:
     cases = bad_messages()[:4] + bad_messages()[8:9]
     df = kafka_rows(spark, [(k, v) for _l, k, v, _r, _f in cases], topic="raw_flights")
     parsed = mod.parse_messages(df)
+    details = {r["source_offset"]: r["detail"] for r in parsed.collect()}
     records = mod.dead_letter_messages(parsed.filter("reason IS NOT NULL"), 42)
     assert records.columns == ["key", "value"], (
         f"Lab 02, part A: dead_letter_messages() should return columns ['key', 'value'] (what "
@@ -456,14 +556,19 @@ def test_partA_dead_letters_keep_the_raw_value_and_reason(mod, spark) -> None:
             "source_partition": 0,
             "source_offset": offset,
             "batch_id": 42,
+            "detail": details[offset],
         }
         for name, expected in want.items():
             if name not in doc or doc[name] != expected:
                 problems.append(
                     f"{label}: {name} = {doc.get(name, '<missing>')!r}, expected {expected!r}"
                 )
-        if "detail" not in doc:
-            problems.append(f"{label}: the JSON has no 'detail' field")
+        stamp = doc.get("kafka_timestamp")
+        if not isinstance(stamp, str) or not stamp.startswith("2024-03-01T"):
+            problems.append(
+                f"{label}: kafka_timestamp = {stamp!r}, expected the message's Kafka timestamp "
+                "as an ISO-8601 text (2024-03-01T...)"
+            )
     assert not problems, (
         "Lab 02, part A: dead-letter records are missing information:\n  "
         + "\n  ".join(problems)
@@ -694,7 +799,7 @@ def unit_batch(cfg) -> tuple[list[tuple[str | None, str | None]], list[dict], li
     on_time = [
         state("aaa001", "France", T0 + 190, velocity=210.5, sensors=[3, 4]),
         state("aaa001", "France", T0 + 200),
-        state("bbb002", "Germany", T0 + 195, time_position=None, longitude=None, latitude=None),
+        state("bbb002", "Germany", T0 + 195, last_contact=T0 + 197, vertical_rate=None),
         state("ccc003", "Spain", T0 + 230, on_ground=True, baro_altitude=None, category=None),
         state("ddd004", "Italy", T0 + 185, squawk=None, callsign=None),
     ]
@@ -801,6 +906,45 @@ def test_partC_batch_lands_in_every_sink(mod, spark, cfg) -> None:
         f"Lab 02, part C: the dead-letter topic holds (reason, value) {got_dead}, expected "
         f"{want_dead}. Hint: write dead_letter_messages(...) to cfg.dlq_topic."
     )
+    # Each dead letter points back at its message: key, source position, batch id, detail.
+    offsets = {value: offset for offset, (_key, value) in enumerate(messages)}
+    for message in dead:
+        doc = json.loads(message["value"])
+        offset = offsets[doc["value"]]
+        want = (f"{cfg.topic}/0/{offset}", cfg.topic, 0, offset, 7)
+        got = (
+            message["key"],
+            doc.get("source_topic"),
+            doc.get("source_partition"),
+            doc.get("source_offset"),
+            doc.get("batch_id"),
+        )
+        assert got == want, (
+            f"Lab 02, part C: the dead letter of {doc['value']!r} has (key, source_topic, "
+            f"source_partition, source_offset, batch_id) {got}, expected {want}."
+        )
+    spi = next(
+        json.loads(m["value"])
+        for m in dead
+        if json.loads(m["value"])["reason"] != ("malformed JSON")
+    )
+    assert "spi" in (spi.get("detail") or ""), (
+        f"Lab 02, part C: the dead letter for a text `spi` has detail {spi.get('detail')!r}; it "
+        "should name the field (spi)."
+    )
+
+
+def pg_versions(cfg) -> dict[tuple[str, int], str]:
+    """(icao24, fetch_time) -> the row version's xmin: it changes whenever a row is rewritten."""
+    from psycopg import sql
+
+    with pg_connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT icao24, extract(epoch FROM fetch_time)::bigint, xmin::text FROM {}"
+            ).format(sql.Identifier(cfg.pg_table))
+        ).fetchall()
+    return {(icao, t): xmin for icao, t, xmin in rows}
 
 
 @pytest.mark.points(2)
@@ -811,11 +955,18 @@ def test_partC_replaying_a_batch_adds_no_duplicates(mod, spark, cfg) -> None:
     parsed = parse(mod, kafka_rows(spark, messages, topic=cfg.topic))
     watermark_ms = (T0 + 180) * 1000
     first = mod.process_rows_batch(parsed, 3, cfg, watermark_ms)
+    versions = pg_versions(cfg)
     again = mod.process_rows_batch(parsed, 3, cfg, watermark_ms)
     assert first == again, (
         f"Lab 02, part C: a replayed batch reported {again}, the first run {first}"
     )
     check_sinks(cfg, on_time, late, "C (after replaying batch 3)")
+    rewritten = sorted(k for k, v in pg_versions(cfg).items() if versions.get(k) != v)
+    assert not rewritten, (
+        f"Lab 02, part C: replaying batch 3 rewrote the unchanged PostgreSQL rows {rewritten} "
+        "(new row versions: each is a change event for Lab 05's Debezium). Hint: ON CONFLICT "
+        "... DO UPDATE ... WHERE (the stored values) IS DISTINCT FROM (EXCLUDED values)."
+    )
 
     processed = [json.loads(m["value"]) for m in drain(cfg.processed_topic)]
     positions = {(d["source_topic"], d["source_partition"], d["source_offset"]) for d in processed}
@@ -825,17 +976,128 @@ def test_partC_replaying_a_batch_adds_no_duplicates(mod, spark, cfg) -> None:
         f"{len(positions)} distinct source positions."
     )
 
-    # A later batch with new positions (offsets 100…) is new data, even with equal contents.
-    newer = [state("abc007", "Poland", T0 + 240), on_time[0]]
+    # New positions (offsets 100…) are new data, even with equal contents, and even under a batch
+    # id already seen: a new checkpoint starts the ids at 0 again, Kafka positions never repeat.
+    changed = {**on_time[1], "velocity": 111.5, "squawk": "7700"}
+    newer = [state("abc007", "Poland", T0 + 240), on_time[0], changed]
     df = kafka_rows(spark, [good(r) for r in newer], topic=cfg.topic).withColumn(
         "offset", F.col("offset") + 100
     )
-    mod.process_rows_batch(parse(mod, df), 4, cfg, watermark_ms)
+    mod.process_rows_batch(parse(mod, df), 3, cfg, watermark_ms)
     count = len(ch_rows(cfg))
-    assert count == 8, (
-        f"Lab 02, part C: after a second batch of 2 new messages ClickHouse holds {count} rows, "
-        "expected 8 (6 + 2). Hint: the deduplication token must differ between batches — build "
-        "it from the batch's source positions (source_range)."
+    assert count == 9, (
+        f"Lab 02, part C: after a batch of 3 new messages ClickHouse holds {count} rows, "
+        "expected 9 (6 + 3). Hint: the deduplication token must differ between batches of "
+        "different data and not depend on the batch id — build it from the batch's source "
+        "positions (source_range)."
+    )
+    stored = {(r["icao24"], r["fetch_time"]): r for r in pg_rows(cfg)}
+    key = (changed["icao24"], changed["fetch_time"])
+    got = (stored[key]["velocity"], stored[key]["squawk"])
+    assert got == (111.5, "7700"), (
+        f"Lab 02, part C: a newer message for {key} changed velocity and squawk to "
+        f"(111.5, '7700'); PostgreSQL holds {got}. Hint: the upsert must update rows that changed."
+    )
+    after = pg_versions(cfg)
+    rewritten = sorted(
+        k for k, v in after.items() if k in versions and k != key and versions[k] != v
+    )
+    assert not rewritten and len(after) == 7, (
+        f"Lab 02, part C: the new batch should add 1 row, update 1 and leave the others alone; "
+        f"PostgreSQL holds {len(after)} rows (expected 7) and rewrote {rewritten}."
+    )
+
+
+@pytest.mark.points(2)
+def test_partC_duplicates_are_dead_lettered_like_lab01(mod, spark, cfg) -> None:
+    """A state vector repeating an earlier one's (icao24, time_position) — stored by an earlier
+    batch, or earlier in the same batch — is dead-lettered as a duplicate; the earliest stays."""
+    mod.ensure_sinks(cfg)
+    first = state("abc001", "France", T0 + 200)
+    again = {**first, "fetch_time": T0 + 210, "last_contact": T0 + 211}  # batch 1 stored it
+    other = state("abc002", "Spain", T0 + 200)
+    other_again = {**other, "fetch_time": T0 + 210}  # the same batch has it already
+    third = state("abc003", "Italy", T0 + 205)
+    watermark_ms = (T0 + 180) * 1000
+
+    def batch(rows: list[dict[str, Any]], offset: int) -> DataFrame:
+        df = kafka_rows(spark, [good(r) for r in rows], topic=cfg.topic)
+        return parse(mod, df.withColumn("offset", F.col("offset") + offset))
+
+    one = mod.process_rows_batch(batch([first], 0), 0, cfg, watermark_ms)
+    second = batch([other_again, again, other, third], 10)  # out of order within the batch
+    two = mod.process_rows_batch(second, 1, cfg, watermark_ms)
+    replay = mod.process_rows_batch(second, 1, cfg, watermark_ms)
+    got = [(r.messages, r.parsed, r.dead_lettered) for r in (one, two, replay)]
+    assert got == [(1, 1, 0), (4, 2, 2), (4, 2, 2)], (
+        f"Lab 02, part C: (messages, parsed, dead-lettered) of the batches [first, second, second "
+        f"replayed] are {got}, expected [(1, 1, 0), (4, 2, 2), (4, 2, 2)]. Hint: a row is a "
+        "duplicate when PostgreSQL already holds its (icao24, time_position) with an EARLIER "
+        "fetch_time (stored_positions), or an earlier row of the batch has them (a window)."
+    )
+    check_sinks(cfg, [first, other, third], [], "C (duplicates)")
+    dead = sorted(
+        (json.loads(m["value"])["reason"], json.loads(m["value"])["source_offset"])
+        for m in drain(cfg.dlq_topic)
+    )
+    want = sorted([(validity.DUPLICATE, 10), (validity.DUPLICATE, 11)] * 2)
+    assert dead == want, (
+        f"Lab 02, part C: the dead-letter topic holds (reason, source_offset) {dead}, expected "
+        f"{want} (the two duplicates, each written again by the replay: at-least-once)."
+    )
+
+
+def count_rows(cfg) -> tuple[int, int]:
+    """(ClickHouse rows, PostgreSQL rows) of the test's tables."""
+    from psycopg import sql
+
+    client = clickhouse_client()
+    try:
+        table = f"`{cfg.clickhouse_database}`.`{cfg.clickhouse_table}`"
+        ch = int(client.command(f"SELECT count() FROM {table}"))
+    finally:
+        client.close()
+    with pg_connect() as conn:
+        pg = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(cfg.pg_table))
+        ).fetchone()[0]
+    return ch, pg
+
+
+@pytest.mark.points(2)
+def test_partC_batch_stays_on_the_executors(mod, spark, cfg) -> None:
+    """A micro-batch larger than the driver may receive (spark.driver.maxResultSize) still lands
+    in every sink: the rows are written from the executors, never collected to the driver."""
+    mod.ensure_sinks(cfg)
+    rows = [
+        state(f"d{i:05x}", "France", T0 + 180 + i % 60, velocity=100.0 + i % 7) for i in range(4000)
+    ]
+    parsed = parse(mod, kafka_rows(spark, [good(r) for r in rows], topic=cfg.topic))
+    try:
+        report = mod.process_rows_batch(parsed, 0, cfg, (T0 + 180) * 1000)
+    except Exception as exc:
+        if "maxResultSize" not in str(exc):
+            raise
+        budget = spark.sparkContext._jsc.sc().conf().get("spark.driver.maxResultSize")
+        pytest.fail(
+            "Lab 02, part C: process_rows_batch() sent a micro-batch's rows to the driver "
+            f"(the job's results passed spark.driver.maxResultSize={budget}). On a "
+            "cluster the driver is one process: every sink must be written from the executors "
+            "(Spark's Kafka sink, Parquet + s3() for ClickHouse, a COPY per partition for "
+            "PostgreSQL). Only counts and Kafka positions may come back.\n"
+            f"Spark said: {str(exc).splitlines()[0][:300]}",
+            pytrace=False,
+        )
+    assert (report.messages, report.parsed, report.dead_lettered) == (4000, 4000, 0), (
+        f"Lab 02, part C: the report of a batch of 4,000 state vectors is {report}"
+    )
+    stored = count_rows(cfg)
+    assert stored == (4000, 4000), (
+        f"Lab 02, part C: (ClickHouse, PostgreSQL) hold {stored} rows, expected 4,000 each"
+    )
+    processed = drain(cfg.processed_topic)
+    assert len(processed) == 4000, (
+        f"Lab 02, part C: {cfg.processed_topic} holds {len(processed)} messages, expected 4,000"
     )
 
 
@@ -921,13 +1183,7 @@ def end_to_end_messages() -> tuple[list, list[dict], list, list[dict], list[dict
         [state("aaa001", "France", T0 + s, velocity=200.0 + s / 30) for s in range(0, 600, 30)]
         + [state("bbb002", "Germany", T0 + s, velocity=100.0) for s in range(0, 600, 60)]
         + [
-            state(
-                "ccc003",
-                "France",
-                T0 + s,
-                time_position=None if s == 240 else T0 + s,
-                velocity=250.0,
-            )
+            state("ccc003", "France", T0 + s, last_contact=T0 + s + 2, velocity=250.0)
             for s in range(0, 600, 120)
         ]
     )
@@ -1001,23 +1257,42 @@ def test_partD_available_now_fills_every_sink_exactly(mod, spark, cfg) -> None:
         )
 
 
+def pending_batches(cfg) -> dict[str, list[int]]:
+    """Per query: batches planned in offsets/ but never committed (what an interrupted stop leaves)."""
+    out = {}
+    for query in ("rows", "aggregates"):
+        folder = Path(cfg.checkpoint_for(query))
+        planned = {int(p.name) for p in (folder / "offsets").glob("*") if p.name.isdigit()}
+        done = {int(p.name) for p in (folder / "commits").glob("*") if p.name.isdigit()}
+        out[query] = sorted(planned - done)
+    return out
+
+
 @pytest.mark.points(2)
 def test_partD_processing_time_trigger_stops_cleanly(mod, spark, cfg) -> None:
-    """With a processing-time trigger the queries run until stop_streams() stops them cleanly."""
-    rows = [state(f"c0{i:04x}", "France", T0 + 5 * i) for i in range(12)]
-    produce(cfg.topic, [good(r) for r in rows])
+    """With a processing-time trigger the queries run until stop_streams() stops them, between
+    two micro-batches: a batch running at the stop finishes and is committed."""
+    rows = [state(f"c0{i:04x}", "France", T0 + 5 * i) for i in range(24)]
+    produce(cfg.topic, [good(r) for r in rows[:12]])
     job = mod.start_streams(spark, replace(cfg, trigger="1 second"))
     try:
         deadline = time.monotonic() + STREAM_TIMEOUT_S
-        while sum(r.parsed for r in job.reports) < len(rows) and time.monotonic() < deadline:
+        while sum(r.parsed for r in job.reports) < 12 and time.monotonic() < deadline:
             assert all(q.isActive for q in job.queries), (
                 f"Lab 02, part D: a query ended on its own: "
                 f"{[(q.name, q.exception()) for q in job.queries]}"
             )
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert all(q.isActive for q in job.queries), (
             "Lab 02, part D: with trigger '1 second' both queries should keep running"
         )
+        # More data, and the stop while the rows query is busy with it.
+        produce(cfg.topic, [good(r) for r in rows[12:]])
+        while time.monotonic() < deadline:
+            status = job.rows.status
+            if status["isTriggerActive"] and status["isDataAvailable"]:
+                break
+            time.sleep(0.02)
     finally:
         mod.stop_streams(job, timeout=60)
     assert not any(q.isActive for q in job.queries), (
@@ -1025,6 +1300,12 @@ def test_partD_processing_time_trigger_stops_cleanly(mod, spark, cfg) -> None:
     )
     errors = [(q.name, str(q.exception())) for q in job.queries if q.exception() is not None]
     assert not errors, f"Lab 02, part D: the queries stopped with errors: {errors}"
+    pending = pending_batches(cfg)
+    assert not any(pending.values()), (
+        f"Lab 02, part D: stop_streams() interrupted a running micro-batch: batches planned but "
+        f"not committed {pending}. Hint: while query.status['isTriggerActive'] is true a batch is "
+        "running; wait (bounded by the timeout) for it to finish, then stop()."
+    )
     got = ch_rows(cfg)
     assert len(got) == len(rows), (
         f"Lab 02, part D: ClickHouse holds {len(got)} rows after the stop, expected {len(rows)}"
