@@ -235,21 +235,13 @@ def create_source_tables(conn: Any, schema: str = SCHEMA) -> None:
     """Create `schema` and its tables processed_flights and flight_statistics (primary keys,
     REPLICA IDENTITY FULL); safe to run again."""
     # BEGIN SOLUTION (part A)
+    # One definition of processed_flights for the platform (Lab 02 writes it, Lab 05 captures it).
+    from harness.runtime.schema import processed_flights_ddl
+
     check_identifier(schema)
     statements = [
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
-        f"""CREATE TABLE IF NOT EXISTS {schema}.processed_flights (
-            icao24          text             NOT NULL,
-            fetch_time      timestamptz      NOT NULL,
-            callsign        text,
-            origin_country  text             NOT NULL,
-            longitude       double precision,
-            latitude        double precision,
-            baro_altitude   double precision,
-            velocity        double precision,
-            on_ground       boolean          NOT NULL,
-            PRIMARY KEY (icao24, fetch_time)
-        )""",
+        processed_flights_ddl(f"{schema}.processed_flights"),
         f"""CREATE TABLE IF NOT EXISTS {schema}.flight_statistics (
             origin_country  text             NOT NULL,
             stat_date       date             NOT NULL,
