@@ -2,6 +2,11 @@
 
     python -m bench.stream_job '<StreamConfig fields as JSON>'
 
+Two optional keys of that JSON are the bench's, not StreamConfig's: `_clickhouse` ("s3", the
+reference: Parquet staged in MinIO and one `INSERT ... SELECT ... FROM s3()`; or "partitions":
+one `insert_arrow` per Spark partition from the executors, to compare) and `_master` (a Spark
+master URL, e.g. the standalone cluster; `_executors` executors of one core each there).
+
 Starts Spark and the job's queries (`start_streams`), prints `READY {...}`, then obeys lines on
 stdin: `status` prints `STATUS {...}` (batches with input so far, per query), `mark` starts the
 measured part (earlier batches are warm-up), anything else or EOF stops the queries
@@ -17,6 +22,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
+
+from harness.runtime.config import ROOT
 
 # Functions of the job whose wall time per micro-batch is recorded (looked up at call time).
 TIMED = (
@@ -68,17 +75,100 @@ def summarise(progress: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def clickhouse_per_partition(job_module: Any) -> Callable[..., None]:
+    """`write_clickhouse` done the other way: each Spark task inserts its partition (Arrow) with
+    its own client; the token is the batch's plus the partition number, so a replayed batch (same
+    offsets, same partitions) is skipped partition by partition."""
+
+    def write_clickhouse(rows: Any, cfg: Any, token: str) -> None:
+        from pyspark.sql import functions as F
+
+        from harness.runtime.config import endpoints
+
+        ep = endpoints()
+        client_args = {
+            "host": ep.clickhouse_host,
+            "port": ep.clickhouse_port,
+            "username": ep.clickhouse_user,
+            "password": ep.clickhouse_password,
+            "database": cfg.clickhouse_database,
+        }
+        table = cfg.clickhouse_table
+        names = list(job_module.ROW_FIELD_NAMES)
+        times = set(job_module.TIME_FIELDS)
+
+        def insert(batches: Any) -> Any:
+            import clickhouse_connect
+            import pyarrow as pa
+            from pyspark import TaskContext
+
+            part = TaskContext.get().partitionId()
+            tables = [pa.Table.from_batches([b]) for b in batches if b.num_rows]
+            count = 0
+            if tables:
+                data = pa.concat_tables(tables)
+                for name in times:
+                    i = data.schema.get_field_index(name)
+                    data = data.set_column(
+                        i, name, data.column(name).cast(pa.timestamp("s", tz="UTC"))
+                    )
+                client = clickhouse_connect.get_client(**client_args)
+                try:
+                    client.insert_arrow(
+                        table, data, settings={"insert_deduplication_token": f"{token}#{part}"}
+                    )
+                finally:
+                    client.close()
+                count = data.num_rows
+            yield pa.RecordBatch.from_pydict({"rows": [count]})
+
+        staged = rows.select(
+            *[
+                F.coalesce(n, F.array().cast("array<bigint>")).alias(n) if n == "sensors" else n
+                for n in names
+            ]
+        )
+        staged.mapInArrow(insert, "rows long").agg(F.sum("rows")).collect()
+
+    return write_clickhouse
+
+
+def cluster_session(master: str, executors: int) -> Any:
+    """A session on the standalone cluster with `executors` executors of one core each."""
+    from pyspark.sql import SparkSession
+
+    from harness.runtime.spark import jar_conf, spark_conf
+
+    conf = {
+        **jar_conf(master),
+        **spark_conf(master),
+        "spark.cores.max": str(executors),
+        "spark.executor.cores": "1",
+        "spark.executor.memory": "1g",
+        "spark.executorEnv.PYTHONPATH": str(ROOT),
+    }
+    builder = SparkSession.builder.appName("bench-lab02-cluster").master(master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     fields = json.loads(argv[0])
+    clickhouse_mode = fields.pop("_clickhouse", "s3")
+    master = fields.pop("_master", None)
+    executors = int(fields.pop("_executors", 2))
     t0 = time.perf_counter()
     from bench.common import solution_module
 
     job_module = solution_module("lab02_streaming", "streaming_processor")
+    if clickhouse_mode == "partitions":
+        job_module.write_clickhouse = clickhouse_per_partition(job_module)
     spent: dict[str, list[float]] = defaultdict(list)
     for name in TIMED:
         setattr(job_module, name, _timed(getattr(job_module, name), name, spent))
-    spark = job_module.spark_session()
+    spark = cluster_session(master, executors) if master else job_module.spark_session()
     t1 = time.perf_counter()
     cfg = job_module.StreamConfig(**fields)
     job = job_module.start_streams(spark, cfg)

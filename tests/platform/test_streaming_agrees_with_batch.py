@@ -1,0 +1,145 @@
+"""One platform, one answer: the shipped recording streamed through the Lab 02 reference job lands
+in ClickHouse, PostgreSQL and the processed topic as exactly the rows the Lab 01 reference keeps
+from the same recording (same count, same keys), and its dead letters carry Lab 01's reasons."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.runtime.data import RECORDING
+from harness.runtime.replay import replay
+from harness.runtime.services import (
+    clickhouse_client,
+    kafka_admin,
+    kafka_config,
+    minio_client,
+    pg_connect,
+)
+
+
+def _solution(lab: str, module: str) -> Any:
+    from harness.grading.loader import lab_module, set_target
+
+    set_target("solutions")
+    return lab_module(lab, module)
+
+
+def _drain(topic: str) -> list[tuple[str, str]]:
+    """(key, value) of every message of `topic`, read from the beginning with a fresh group."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        kafka_config(
+            **{
+                "group.id": f"agreement-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=15).topics[topic]
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1]
+            for p in meta.partitions
+        }
+        wanted = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
+        out: list[tuple[str, str]] = []
+        while wanted:
+            batch = consumer.consume(10_000, timeout=5)
+            assert batch, f"could not read all of {topic}"
+            for msg in batch:
+                if msg.error():
+                    continue
+                out.append((msg.key().decode() if msg.key() else "", msg.value().decode()))
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    wanted.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def stream_cfg(tmp_path) -> Iterator[Any]:
+    """The Lab 02 job's configuration on throw-away names, removed afterwards."""
+    mod = _solution("lab02_streaming", "streaming_processor")
+    uid = uuid.uuid4().hex[:10]
+    cfg = mod.StreamConfig(
+        topic=f"agreement_{uid}",
+        dlq_topic=f"agreement_{uid}.dlq",
+        processed_topic=f"agreement_{uid}.processed",
+        clickhouse_database=f"agreement_{uid}",
+        pg_table=f"agreement_{uid}",
+        aggregates_path=f"s3a://streaming-aggregations/agreement-{uid}/country_windows",
+        staging_path=f"s3a://streaming-aggregations/agreement-{uid}/staging",
+        checkpoint=str(tmp_path / "checkpoint"),
+        trigger="availableNow",
+    )
+    yield cfg
+    admin = kafka_admin()
+    for future in admin.delete_topics([cfg.topic, cfg.dlq_topic, cfg.processed_topic]).values():
+        try:
+            future.result(15)
+        except Exception:  # a topic the job never created
+            pass
+    client = clickhouse_client()
+    client.command(f"DROP DATABASE IF EXISTS `{cfg.clickhouse_database}`")
+    client.close()
+    with pg_connect() as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{cfg.pg_table}", "{cfg.pg_table}_staging"')
+    s3 = minio_client()
+    for obj in s3.list_objects(
+        "streaming-aggregations", prefix=f"agreement-{uid}/", recursive=True
+    ):
+        s3.remove_object("streaming-aggregations", obj.object_name)
+
+
+def test_streaming_and_batch_keep_the_same_rows(spark, stream_cfg) -> None:
+    """Replay the recording through Lab 02's job; compare with Lab 01's clean() of the file."""
+    streaming = _solution("lab02_streaming", "streaming_processor")
+    batch = _solution("lab01_batch", "batch_processor")
+    cfg = stream_cfg
+
+    sent = replay(topic=cfg.topic, speed=0, mode="state").messages
+    reports = streaming.run_available_now(spark, cfg, timeout=600)
+    assert sum(r.messages for r in reports) == sent
+
+    read = batch.read_snapshots(spark, str(RECORDING))
+    cleaned = batch.clean(read.rows)
+    kept = {
+        (r["icao24"], r["fetch_time"])
+        for r in cleaned.kept.select("icao24", "fetch_time").collect()
+    }
+    batch_reasons = Counter(r["reason"] for r in cleaned.rejected.select("reason").collect())
+    assert read.rejected.count() == 0, "the shipped recording should read without rejects"
+
+    client = clickhouse_client()
+    try:
+        table = f"`{cfg.clickhouse_database}`.`{cfg.clickhouse_table}`"
+        ch = client.query(f"SELECT icao24, toUnixTimestamp(fetch_time) FROM {table}").result_rows
+    finally:
+        client.close()
+    with pg_connect() as conn:
+        pg = conn.execute(
+            f'SELECT icao24, extract(epoch FROM fetch_time)::bigint FROM "{cfg.pg_table}"'
+        ).fetchall()
+    processed = [json.loads(v) for _k, v in _drain(cfg.processed_topic)]
+    topic = [(d["icao24"], d["fetch_time"]) for d in processed]
+
+    for name, rows in (("ClickHouse", ch), ("PostgreSQL", pg), ("processed topic", topic)):
+        keys = [tuple(r) for r in rows]
+        assert len(keys) == len(kept) and set(keys) == kept, (
+            f"{name} holds {len(keys)} rows ({len(set(keys))} keys), Lab 01 keeps {len(kept)}: "
+            f"{len(set(keys) - kept)} only in {name}, {len(kept - set(keys))} only in Lab 01"
+        )
+    dead = Counter(json.loads(v)["reason"] for _k, v in _drain(cfg.dlq_topic))
+    assert dead == batch_reasons, (
+        f"dead letters by reason {dict(dead)}, Lab 01's rejects by reason {dict(batch_reasons)}"
+    )
