@@ -213,13 +213,15 @@ def grade_lab(
                 return guarded
             return sandbox.wrap(
                 guarded,
+                uid=uid,
                 readonly=[Path(sys.prefix), Path(sys.base_prefix), STACK_DIR / "jars", ws.course],
                 writable=[ws.submission, ws.out, ws.root / "home"],
                 cwd=ws.submission,
             )
 
+        uid = sandbox.run_uid()
         if sandboxed:
-            sandbox.give_to_sandbox(ws.submission, ws.out, ws.root / "home")
+            sandbox.give_to_sandbox(ws.submission, ws.out, ws.root / "home", uid=uid)
         launch = Launch(
             wrap=wrap,
             env=_env(ws),

@@ -23,7 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "bubblewrap"
-SANDBOX_UID = 65534  # `nobody`: owns nothing, so its process count is the submission's own
+SANDBOX_UID = 65534  # `nobody`: the probe's user
+# Each grading run gets its own unused uid, so the process limit (counted per uid, machine-wide)
+# is that run's alone, even with several graders on one machine.
+RUN_UID_BASE = 200_000
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/sys")
 MERGED_USR = ("/bin", "/sbin", "/lib", "/lib64", "/lib32")
 
@@ -61,7 +64,7 @@ def availability() -> Availability:
         return Availability(
             False, f"bubblewrap cannot make its namespaces here: {result.stderr.strip()[:300]}"
         )
-    return Availability(True, f"bubblewrap ({bwrap}), submissions run as uid {SANDBOX_UID}")
+    return Availability(True, f"bubblewrap ({bwrap}), each submission runs as its own uid")
 
 
 def wrap(
@@ -71,6 +74,7 @@ def wrap(
     writable: list[Path],
     cwd: Path,
     env: dict[str, str] | None = None,
+    uid: int = SANDBOX_UID,
 ) -> list[str]:
     """`command` inside a bubblewrap sandbox; `readonly`/`writable` are bound at the same paths."""
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
@@ -108,8 +112,8 @@ def wrap(
     args += ["--chdir", str(cwd), "--setenv", "HOME", "/tmp"]
     for key, value in (env or {}).items():
         args += ["--setenv", key, value]
-    uid = str(SANDBOX_UID)
-    args += ["--", "setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
+    ids = str(uid)
+    args += ["--", "setpriv", "--reuid", ids, "--regid", ids, "--clear-groups", "--"]
     return args + command
 
 
@@ -132,11 +136,16 @@ def limits(max_processes: int) -> Callable[[], None]:
     return apply
 
 
-def give_to_sandbox(*folders: Path) -> None:
+def run_uid() -> int:
+    """An unused uid for one grading run (no account needed: the kernel only counts it)."""
+    return RUN_UID_BASE + os.getpid() % 100_000
+
+
+def give_to_sandbox(*folders: Path, uid: int = SANDBOX_UID) -> None:
     """Make folders writable by the sandbox's user (it owns them)."""
     for folder in folders:
         for path in [folder, *folder.rglob("*")]:
-            os.lchown(path, SANDBOX_UID, SANDBOX_UID)
+            os.lchown(path, uid, uid)
 
 
 def install() -> int:
