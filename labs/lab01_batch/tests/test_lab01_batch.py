@@ -1055,19 +1055,19 @@ def test_partF_pushes_the_range_down_and_reads_in_partitions(mod, spark, pg_tabl
     """The date range reaches PostgreSQL (pushed filters or a subquery), and the read runs as
     `num_partitions` parallel queries."""
     table, _ = pg_table
-    got = mod.read_postgres(spark, date(2024, 1, 1), date(2024, 1, 31), table, 3)
-    partitions = got.rdd.getNumPartitions()
+    # Spark shortens a scan's metadata (PushedFilters) to 100 characters when it plans the query.
+    previous = spark.conf.get("spark.sql.maxMetadataStringLength")
+    spark.conf.set("spark.sql.maxMetadataStringLength", "100000")
+    try:
+        got = mod.read_postgres(spark, date(2024, 1, 1), date(2024, 1, 31), table, 3)
+        partitions = got.rdd.getNumPartitions()
+        plan = got._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark.conf.set("spark.sql.maxMetadataStringLength", previous)
     assert partitions == 3, (
         f"Part F: read_postgres(..., num_partitions=3) read in {partitions} partition(s). Give "
         "the JDBC source partitionColumn, lowerBound, upperBound and numPartitions."
     )
-    # Spark shortens each scan's metadata (PushedFilters) to 100 characters unless told otherwise.
-    previous = spark.conf.get("spark.sql.maxMetadataStringLength")
-    spark.conf.set("spark.sql.maxMetadataStringLength", "100000")
-    try:
-        plan = got._jdf.queryExecution().executedPlan().toString()
-    finally:
-        spark.conf.set("spark.sql.maxMetadataStringLength", previous)
     # Both ends of the range must reach PostgreSQL. Spark pushes IsNotNull(fetch_time) on its
     # own for any filter, even one it cannot push: that one does not count.
     filters = " ".join(re.findall(r"PushedFilters: \[([^\]]*)\]", plan))
