@@ -44,7 +44,8 @@ LEFT_OUT = shutil.ignore_patterns(
 def solution_bodies(solutions: Path) -> list[tuple[str, str]]:
     """(where, text) of every marked block in solutions/ (the lines between the markers)."""
     bodies = []
-    for path in sorted(solutions.rglob("*.py")):
+    suffixes = (".py", *skeleton.PROJECT_COMMENTS)  # Python, and the SQL/YAML of project labs
+    for path in sorted(p for p in solutions.rglob("*") if p.suffix in suffixes and p.is_file()):
         source = path.read_text()
         lines = source.splitlines()
         for block in skeleton.find_blocks(source, str(path)):

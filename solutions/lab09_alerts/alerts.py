@@ -163,9 +163,13 @@ POSITION_FIELDS = (
 INPUT_COLUMNS = ["icao24", "last_contact", "on_ground", *POSITION_FIELDS]
 
 
-# ------------------------------------------------------------------ given helpers
+# ------------------------------------------------------------------ part A: the source
 def read_stream(spark: SparkSession, cfg: AlertConfig) -> DataFrame:
-    """The Kafka source on `cfg.topic`: one row per message (key, value, topic, partition, …)."""
+    """The Kafka source on `cfg.topic`: one row per message (key, value, topic, partition, …).
+
+    You wrote this source in Lab 02 (part A): the same options apply here.
+    """
+    # BEGIN SOLUTION (part A)
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", endpoints().kafka_bootstrap)
@@ -175,6 +179,7 @@ def read_stream(spark: SparkSession, cfg: AlertConfig) -> DataFrame:
     if cfg.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
     return reader.load()
+    # END SOLUTION
 
 
 def parse_states(raw: DataFrame) -> DataFrame:
