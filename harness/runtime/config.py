@@ -144,7 +144,7 @@ def endpoints() -> Endpoints:
     )
 
 
-# Names kept exactly from the original platform description.
+# The platform's names (topics, tables, buckets), kept exactly.
 TOPIC_RAW = "raw_flights"
 TOPIC_PROCESSED = "processed_flights"
 TOPIC_RAW_DLQ = "raw_flights.dlq"

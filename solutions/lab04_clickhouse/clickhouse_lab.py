@@ -19,7 +19,7 @@ import pyarrow as pa
 from harness.runtime.config import CLICKHOUSE_DB
 from harness.runtime.schema import ROW_FIELD_NAMES, arrow_row_schema
 
-# Names kept from the platform description.
+# The platform's names, kept exactly.
 DATABASE = CLICKHOUSE_DB  # "opensky"
 STREAMING_TABLE = "flights_streaming"
 BATCH_TABLE = "flights_batch"

@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from harness.runtime.config import CLICKHOUSE_DB, ROOT, endpoints, setting, stack
 from harness.runtime.services import ServiceUnavailable, kafka_config
 
-# Names kept from the platform description: topics opensky.public.processed_flights and
+# The platform's names, kept exactly: topics opensky.public.processed_flights and
 # opensky.public.flight_statistics are <topic.prefix>.<schema>.<table>.
 CONNECTOR_NAME = "opensky-postgres"
 CONFIG_FILE = ROOT / "infra" / "debezium" / f"{CONNECTOR_NAME}.json"

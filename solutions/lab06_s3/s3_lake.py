@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
     from pyspark.sql import DataFrame, SparkSession
 
-# The seed's three buckets, names kept exactly.
+# The platform's three buckets, names kept exactly.
 RAW_BUCKET, PROCESSED_BUCKET, AGGREGATIONS_BUCKET = BUCKETS
 RAW_PREFIX = "flights"
 RAW_RETENTION_DAYS = 30

@@ -366,7 +366,7 @@ def test_partB_register_is_idempotent_and_captures_changes(mod, pg, connect_read
     event = json.loads(found[0].value())
     assert set(event) >= {"before", "after", "op", "source"} and event["op"] == "c", (
         f"Lab 05, part B: with the file's converters (schemas.enable=false) events look like the "
-        f"platform description ({{before, after, op, source}}); got {event}"
+        f"platform's events ({{before, after, op, source}}); got {event}"
     )
     assert event["after"]["callsign"] == "DLH4AB"
 
