@@ -115,7 +115,7 @@ test-platform: up ## the platform's own tests (stack, data, harness, compose fil
 test-solutions: up ## every graded suite against solutions/
 	@$(PYTEST) $(LAB_TESTS) --target solutions -q --junitxml=$(REPORTS)/solutions-junit.xml --grade-json $(REPORTS)/solutions-results.json
 
-test: lint up check-skeletons test-platform test-solutions check-tests notebooks ## everything, against the solutions (what CI runs)
+test: lint up check-skeletons test-platform test-solutions check-tests check-wrong-answers notebooks ## everything, against the solutions (what CI runs)
 	@echo "make test: all checks passed."
 
 # ------------------------------------------------------------------ self-study
