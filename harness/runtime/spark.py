@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, jars_complete
@@ -157,3 +159,19 @@ def spark_submit_command(
 if __name__ == "__main__":
     # For a shell: spark-submit --master spark://... $(python -m harness.runtime.spark [MASTER]) job.py
     print(" ".join(spark_submit_conf(sys.argv[1] if len(sys.argv) > 1 else None)))
+
+
+@contextmanager
+def session_conf(spark, conf: dict[str, str]) -> Iterator[None]:
+    """Set Spark SQL settings for the block (e.g. around a query's `.start()`), then restore them."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

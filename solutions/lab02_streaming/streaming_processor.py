@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ from harness.runtime.schema import (
     processed_flights_ddl,
     spark_row_schema,
 )
+from harness.runtime.spark import session_conf
 
 log = logging.getLogger("lab02.streaming")
 
@@ -281,22 +281,6 @@ def with_json_kinds(df: DataFrame, json_column: str) -> DataFrame:
 # watermark of the current batch; with this setting the aggregation uses that same rule, so both
 # queries agree on which rows are late. The query keeps the setting it was started with.
 SAME_BATCH_WATERMARK_CONF = {"spark.sql.streaming.statefulOperator.allowMultiple": "false"}
-
-
-@contextmanager
-def session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
-    """Set Spark SQL settings for the block (e.g. around `.start()`), then restore them."""
-    before = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _offset_log(checkpoint_dir: str | Path, kind: str) -> dict[int, Path]:

@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +44,7 @@ from pyspark.sql.streaming.stateful_processor import ExpiredTimerInfo, TimerValu
 
 from harness.runtime.config import CLICKHOUSE_DB, STACK_DIR, TOPIC_PROCESSED, endpoints
 from harness.runtime.schema import spark_row_schema
+from harness.runtime.spark import session_conf
 
 log = logging.getLogger("lab09.alerts")
 
@@ -451,22 +451,6 @@ def alert_events(states: DataFrame, cfg: AlertConfig) -> DataFrame:
         )
     )
     # END SOLUTION
-
-
-@contextmanager
-def session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
-    """Set Spark SQL settings for the block (e.g. around `.start()`), then restore them."""
-    before = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 # ------------------------------------------------------------------ part B: alerts out
