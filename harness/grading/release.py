@@ -22,7 +22,17 @@ from harness.grading import skeleton
 from harness.runtime.config import ROOT
 
 TEMPLATE = Path(__file__).parent / "release_template"
-COPIED = ("labs", "notebooks", "data", "infra", "harness", "conftest.py", "pyproject.toml")
+COPIED = (
+    "labs",
+    "notebooks",
+    "data",
+    "infra",
+    "harness",
+    "scripts",
+    "conftest.py",
+    "pyproject.toml",
+    "requirements.lock",
+)
 # Instructor-only: generators, checks, packaging, the wrong answers, caches.
 LEFT_OUT = shutil.ignore_patterns(
     "__pycache__",
