@@ -25,7 +25,7 @@ from harness.runtime.config import ROOT
 
 TEMPLATE = Path(__file__).parent / "autograder_template"
 SCRIPTS = ("setup.sh", "run_autograder")
-COURSE_ITEMS = ("infra", "data", "conftest.py", "pyproject.toml")
+COURSE_ITEMS = ("infra", "data", "scripts", "conftest.py", "pyproject.toml", "requirements.lock")
 LEFT_OUT = shutil.ignore_patterns(
     "__pycache__",
     "*.pyc",
