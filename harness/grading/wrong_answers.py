@@ -688,8 +688,13 @@ def main(argv: list[str] | None = None) -> int:
     with_patches = [s for s in suites if patch_files(s, args.only)]
     without = [s.lab for s in suites if s not in with_patches]
     if not shutil.which("patch"):
-        print("the `patch` program is missing (Debian: apt-get install patch)", file=sys.stderr)
-        return 2
+        from harness.ops.stack.base import StackError, apt_install
+
+        try:  # the gate's one system tool: installed like the stack's Debian packages
+            apt_install(["patch"], "the `patch` program (applies the wrong answers)")
+        except StackError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="wrong-answers-"))
     results: list[LabResult] = []
