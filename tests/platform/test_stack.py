@@ -122,6 +122,64 @@ def test_stale_pid_file_is_not_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert service.pid() is None and manager.owned_pid(service) is None
 
 
+class _Build(manager.Service):
+    """A stand-in service whose install is a slow build (the scheduling is what is tested here)."""
+
+    builds_in_background = True
+
+    def __init__(self, name: str, events: list[str], seconds: float, fail: bool = False) -> None:
+        self.name = self.title = name
+        self.events, self.seconds, self.fail, self.done = events, seconds, fail, False
+
+    def installed(self) -> bool:
+        return self.done
+
+    def install(self, output: Path | None = None) -> None:
+        import time
+
+        self.events.append(f"{self.name} build starts")
+        time.sleep(self.seconds)
+        if self.fail:
+            raise manager.StackError(f"{self.name}: the build failed")
+        Path(output).write_text("build output\n")
+        self.done = True
+        self.events.append(f"{self.name} build ends")
+
+
+class _Quick(_Build):
+    builds_in_background = False
+
+    def install(self, output: Path | None = None) -> None:
+        self.events.append(f"{self.name} installed")
+        self.done = True
+
+
+def test_slow_build_runs_in_the_background_while_the_others_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: MinIO's Go build must not hold up the downloads of the other services."""
+    monkeypatch.setattr(manager, "LOG_DIR", tmp_path)
+    events: list[str] = []
+    services = [_Build("slow", events, 1.0), _Quick("a", events, 0), _Quick("b", events, 0)]
+    builds = manager.start_background_builds(services)
+    order = [s.name for s in manager.builds_last(services, builds)]
+    assert order == ["a", "b", "slow"], order
+    progress = manager.Progress(3)
+    for service in manager.builds_last(services, builds):
+        manager._install_one(service, progress, builds)
+    assert events.index("a installed") < events.index("slow build ends"), events
+    assert events.index("b installed") < events.index("slow build ends"), events
+    assert (tmp_path / "slow-install.log").read_text() == "build output\n"
+
+
+def test_failed_background_build_is_a_loud_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(manager, "LOG_DIR", tmp_path)
+    broken = _Build("broken", [], 0.1, fail=True)
+    builds = manager.start_background_builds([broken])
+    with pytest.raises(manager.StackError, match="the build failed"):
+        manager._install_one(broken, manager.Progress(1), builds)
+
+
 SMALL_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>labs.opensky.test</groupId>

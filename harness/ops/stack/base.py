@@ -125,6 +125,9 @@ class Service:
     host: str = "127.0.0.1"
     port: int = 0
     start_timeout: float = 90.0
+    # A long, CPU-bound install (a build from source) that can run in the background while the
+    # other services download and start: `install(output=...)` then writes its tool's output there.
+    builds_in_background: bool = False
 
     # ---- paths
     @property
@@ -144,8 +147,9 @@ class Service:
         """True when everything `start()` needs is on disk."""
         raise NotImplementedError
 
-    def install(self) -> None:
-        """Fetch or build what the service needs (idempotent, verifies what it downloads)."""
+    def install(self, output: Path | None = None) -> None:
+        """Fetch or build what the service needs (idempotent, verifies what it downloads).
+        `output`: a file for the build tool's own output (background builds)."""
         raise NotImplementedError
 
     def command(self) -> tuple[list[str], dict[str, str]]:

@@ -260,6 +260,58 @@ def stack_lock():
 
 
 # ------------------------------------------------------------------ commands
+class BackgroundBuild:
+    """A service's slow build (MinIO from source) in a thread, while the others install and start.
+
+    The build tool's output goes to `.stack/logs/<service>-install.log`; `wait()` re-raises its error.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.log = LOG_DIR / f"{service.name}-install.log"
+        self.started = time.monotonic()
+        self.error: BaseException | None = None
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.thread = threading.Thread(target=self._run, name=f"build-{service.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.install(output=self.log)
+        except BaseException as exc:  # handed to the main thread by wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def start_background_builds(services: list[Service]) -> dict[str, BackgroundBuild]:
+    """Start the slow builds of `services` that are not installed; nothing selected may depend on
+    them (they come last in the start order)."""
+    needed = {dep for s in services for dep in DEPENDS_ON.get(s.name, ())}
+    return {
+        s.name: BackgroundBuild(s)
+        for s in services
+        if s.builds_in_background and s.name not in needed and not s.installed()
+    }
+
+
+def builds_last(services: list[Service], builds: dict[str, BackgroundBuild]) -> list[Service]:
+    return [s for s in services if s.name not in builds] + [s for s in services if s.name in builds]
+
+
+def _install_one(service: Service, progress: Progress, builds: dict[str, BackgroundBuild]) -> None:
+    build = builds.get(service.name)
+    if build is None:
+        with progress.heartbeat("still installing"):
+            service.install()
+        return
+    with progress.heartbeat(f"still building in the background, log: {build.log}"):
+        build.wait()
+
+
 def install(names: list[str] | None = None, quiet: bool = False) -> int:
     services = select(names)
     if quiet and all(service.installed() for service in services):
@@ -267,15 +319,15 @@ def install(names: list[str] | None = None, quiet: bool = False) -> int:
     progress = Progress(len(services))
     t_all = time.monotonic()
     with stack_lock(), tracked_stdout(progress):
-        for service in services:
-            if service.installed():
+        builds = start_background_builds(services)
+        for service in builds_last(services, builds):
+            if service.name not in builds and service.installed():
                 progress.note(service.title, "already installed")
                 continue
+            started = builds[service.name].started if service.name in builds else time.monotonic()
             progress.begin(service.title, "installing")
-            t0 = time.monotonic()
-            with progress.heartbeat("still installing"):
-                service.install()
-            progress.end(f"done in {_secs(t0)}")
+            _install_one(service, progress, builds)
+            progress.end(f"done in {_secs(started)}")
     print(f"Set-up complete in {_secs(t_all)}. Start the stack with: make up", flush=True)
     return 0
 
@@ -301,9 +353,10 @@ def up(names: list[str] | None = None) -> int:
         progress = Progress(len(services))
         started = 0
         with tracked_stdout(progress):
-            for service in services:
+            builds = start_background_builds(services)
+            for service in builds_last(services, builds):
                 try:
-                    started += _up_one(service, progress, service.name in stale)
+                    started += _up_one(service, progress, service.name in stale, builds)
                 except StackError as exc:
                     progress.end("FAILED")
                     print(f"\nERROR: {exc}\n", file=sys.stderr, flush=True)
@@ -323,7 +376,9 @@ def up(names: list[str] | None = None) -> int:
     return 0
 
 
-def _up_one(service: Service, progress: Progress, died: bool) -> int:
+def _up_one(
+    service: Service, progress: Progress, died: bool, builds: dict[str, BackgroundBuild]
+) -> int:
     """Bring one service up; returns 1 when a process was started."""
     pid = owned_pid(service)
     if pid is not None:
@@ -343,11 +398,12 @@ def _up_one(service: Service, progress: Progress, died: bool) -> int:
         died = True
     same_step = pid is not None
     t0 = time.monotonic()
-    if not service.installed():
+    if service.name in builds or not service.installed():
         progress.begin(service.title, "installing", same_step)
-        with progress.heartbeat("still installing"):
-            service.install()
-        progress.end(f"done in {_secs(t0)}")
+        _install_one(service, progress, builds)
+        progress.end(
+            f"done in {_secs(builds[service.name].started if service.name in builds else t0)}"
+        )
         same_step = True
         t0 = time.monotonic()
     action = "restarting (its process had died)" if died else "starting"

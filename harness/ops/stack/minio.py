@@ -5,12 +5,14 @@ On a user's machine the official MinIO binary works as well: drop it at `.stack/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from harness.ops.stack.base import (
     BIN_DIR,
@@ -19,6 +21,7 @@ from harness.ops.stack.base import (
     log,
     restore_from_user_cache,
     save_to_user_cache,
+    tail,
 )
 from harness.runtime.config import BUCKETS, endpoints, setting
 
@@ -42,6 +45,7 @@ class MinIO(Service):
     name = "minio"
     title = "MinIO (S3)"
     start_timeout = 60.0
+    builds_in_background = True  # a cold Go build takes minutes: the other services start meanwhile
 
     def __init__(self) -> None:
         host, _, port = endpoints().minio_endpoint.rpartition(":")
@@ -60,8 +64,9 @@ class MinIO(Service):
             self.binary.exists() and os.access(self.binary, os.X_OK) and binary_works(self.binary)
         )
 
-    def install(self) -> None:
-        """`go install` the pinned MinIO module into a temporary folder, check it, then move it in."""
+    def install(self, output: Path | None = None) -> None:
+        """`go install` the pinned MinIO module into a temporary folder, check it, then move it in.
+        The Go tool's output goes to `output` when given (a build in the background)."""
         if self.installed() and binary_works(self.binary):
             return
         cache_key = f"minio-{MODULE_VERSION}/minio"
@@ -76,12 +81,16 @@ class MinIO(Service):
         log(f"      go install {MODULE}@{MODULE_VERSION} (a few minutes on the first run)")
         with tempfile.TemporaryDirectory(prefix=".minio-build-", dir=BIN_DIR) as tmp:
             env = {**os.environ, "GOBIN": tmp, "CGO_ENABLED": "0"}
-            result = subprocess.run(["go", "install", f"{MODULE}@{MODULE_VERSION}"], env=env)
+            argv = ["go", "install", f"{MODULE}@{MODULE_VERSION}"]
+            with contextlib.ExitStack() as stack:
+                out = stack.enter_context(open(output, "ab")) if output else None
+                result = subprocess.run(argv, env=env, stdout=out, stderr=out)
             built = os.path.join(tmp, "minio")
             if result.returncode != 0 or not os.path.exists(built):
-                raise StackError(
-                    f"`go install {MODULE}@{MODULE_VERSION}` failed (see the output above)."
+                where = (
+                    f"the last lines of {output}:\n{tail(output)}" if output else "the output above"
                 )
+                raise StackError(f"`go install {MODULE}@{MODULE_VERSION}` failed; see {where}")
             if not binary_works(built):
                 raise StackError(f"the freshly built MinIO binary does not run: {built}")
             os.replace(built, self.binary)  # atomic: never a half-written binary in place
