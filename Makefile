@@ -103,8 +103,8 @@ check-skeletons: venv ## fail when committed labs/ differ from what solutions/ g
 check-tests: up ## fail when any graded test passes on the pristine skeletons
 	@$(PY) -m harness.grading.bite
 
-check-wrong-answers: up ## every wrong answer (labs/*/tests/wrong_answers/*.patch) must lose points (LABS="3 4", PER_LAB=10)
-	@$(PY) -m harness.grading.wrong_answers $(LABS) $(if $(PER_LAB),--per-lab $(PER_LAB)) --json $(REPORTS)/wrong-answers.json
+check-wrong-answers: up ## every wrong answer (labs/*/tests/wrong_answers/*.patch) must lose points (LABS="3 4", PER_LAB=10, ROTATE=key)
+	@$(PY) -m harness.grading.wrong_answers $(LABS) $(if $(PER_LAB),--per-lab $(PER_LAB)) $(if $(ROTATE),--rotate $(ROTATE)) --json $(REPORTS)/wrong-answers.json
 
 check-stable: up ## every suite RUNS=5 times on solutions/, 0 failures (LABS="5", ALONGSIDE=2 as load); not in make test
 	@$(PY) -m harness.grading.stable $(LABS) --runs $(or $(RUNS),5) $(if $(ALONGSIDE),--alongside $(ALONGSIDE)) --json $(REPORTS)/stable.json
@@ -115,9 +115,10 @@ test-platform: up ## the platform's own tests (stack, data, harness, compose fil
 test-solutions: up ## every graded suite against solutions/
 	@$(PYTEST) $(LAB_TESTS) --target solutions -q --junitxml=$(REPORTS)/solutions-junit.xml --grade-json $(REPORTS)/solutions-results.json
 
-# CI grades 10 wrong answers per lab, spread over its parts (the CI time budget); `make
-# check-wrong-answers` grades them all.
+# CI grades 10 wrong answers per lab, spread over its parts (the CI time budget), a different ten
+# for each commit so that successive runs take turns; `make check-wrong-answers` grades them all.
 test: PER_LAB ?= 10
+test: ROTATE ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 test: lint up check-skeletons test-platform test-solutions check-tests check-wrong-answers notebooks ## everything, against the solutions (what CI runs)
 	@echo "make test: all checks passed."
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -138,14 +139,20 @@ def patch_files(suite: Suite, only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def spread(suite: Suite, count: int) -> list[str]:
+def spread(suite: Suite, count: int, rotate: str = "") -> list[str]:
     """`count` of the lab's wrong answers, taken in turn from each part they catch (A, B, …), so a
-    shorter gate still covers every part; the same choice on every run."""
+    shorter gate still covers every part. The same `rotate` key gives the same choice; another key
+    (CI passes the commit) starts each part's list elsewhere, so successive runs cover them all."""
     answers, _ = find_wrong_answers(suite)
     by_part: dict[str, list[str]] = {}
     for answer in answers:
         part = re.search(r"part([A-Za-z0-9])", answer.catches)
         by_part.setdefault(part.group(1) if part else "-", []).append(answer.slug)
+    if rotate:
+        for part, slugs in by_part.items():
+            digest = hashlib.sha256(f"{rotate}:{suite.lab}:{part}".encode()).digest()
+            start = int.from_bytes(digest[:4], "big") % len(slugs)
+            by_part[part] = slugs[start:] + slugs[:start]
     picked: list[str] = []
     while len(picked) < count and any(by_part.values()):
         for part in sorted(by_part):
@@ -678,6 +685,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="grade N wrong answers per lab, spread over its parts (a quicker gate; default all)",
     )
+    parser.add_argument(
+        "--rotate",
+        default="",
+        metavar="KEY",
+        help="with --per-lab: which N depends on KEY (e.g. the commit), so runs take turns",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--tests-root", type=Path, default=ROOT / "labs", help=argparse.SUPPRESS)
@@ -700,7 +713,11 @@ def main(argv: list[str] | None = None) -> int:
     results: list[LabResult] = []
     try:
         for suite in with_patches:
-            only = spread(suite, args.per_lab) if args.per_lab and not args.only else args.only
+            only = (
+                spread(suite, args.per_lab, args.rotate)
+                if args.per_lab and not args.only
+                else args.only
+            )
             count = len(patch_files(suite, only))
             print(
                 f"{loader.lab_title(suite.lab)} ({suite.lab}): {count} wrong answer(s)", flush=True

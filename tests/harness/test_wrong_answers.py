@@ -132,3 +132,22 @@ def test_isolate_runs_one_process_per_wrong_answer(course, capfd):
     """--isolate grades each wrong answer in its own pytest process, with the same verdicts."""
     code, out = _gate(course, capfd, {"a": CAUGHT_A, "b": CAUGHT_B}, "--min", "2", "--isolate")
     assert code == 0 and "(2 pytest processes)" in out
+
+
+def test_per_lab_spreads_over_parts_and_rotate_takes_turns():
+    """`--per-lab N` covers every part; `--rotate KEY` picks another N per key, the same for a key."""
+    suite = next(s for s in wrong_answers.find_suites(wrong_answers.ROOT / "labs", ["4"]))
+    answers, _ = wrong_answers.find_wrong_answers(suite)
+    parts = {
+        a.slug: wrong_answers.re.search(r"part([A-Za-z0-9])", a.catches).group(1) for a in answers
+    }
+    plain = wrong_answers.spread(suite, 6)
+    assert plain == wrong_answers.spread(suite, 6) and len(plain) == 6
+    assert {parts[slug] for slug in plain} == set(parts.values()) or len(set(parts.values())) > 6
+    picks = {tuple(wrong_answers.spread(suite, 6, rotate=f"commit-{n}")) for n in range(12)}
+    assert len(picks) > 1, "every key picked the same wrong answers"
+    assert wrong_answers.spread(suite, 6, "abc") == wrong_answers.spread(suite, 6, "abc")
+    covered = {slug for pick in picks for slug in pick}
+    assert len(covered) > 6, covered
+    for pick in picks:
+        assert len(set(pick)) == 6 and {parts[s] for s in pick} == {parts[s] for s in plain}
