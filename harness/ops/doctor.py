@@ -22,11 +22,13 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from rich.console import Console
+from rich.text import Text
 
 from harness.ops import ports
 from harness.ops.stack.jars import MANIFEST, broken_jars
@@ -592,40 +594,38 @@ def run_checks(thorough: bool = False) -> Iterator[Check]:
     yield check_postgres(stack)
 
 
-def _painter(stream) -> Callable[[str], str]:
-    colours = {OK: "32", WARN: "33", FAIL: "31;1", INFO: "2"}
-    if not stream.isatty() or os.environ.get("NO_COLOR"):
-        return lambda level: f"{level:<4}"
-    return lambda level: f"\x1b[{colours[level]}m{level:<4}\x1b[0m"
+STYLES = {OK: "green", WARN: "yellow", FAIL: "bold red", INFO: "dim"}
 
 
 def report(checks: Iterator[Check], out=sys.stdout) -> list[Check]:
-    """Print the checks as they come; returns them."""
-    paint = _painter(out)
+    """Print the checks as they come (coloured on a terminal, plain in logs); returns them."""
+    # soft_wrap: long lines stay one line (CI logs and the tests read them), never re-wrapped.
+    console = Console(file=out, highlight=False, soft_wrap=True)
     done: list[Check] = []
     section = ""
-    print(f"OpenSky labs doctor — {ROOT}  (stack folder: {STACK_DIR})", file=out, flush=True)
+    console.print(f"OpenSky labs doctor — {ROOT}  (stack folder: {STACK_DIR})", markup=False)
     for check in checks:
         if check.section != section:
             section = check.section
-            print(f"\n{section}", file=out)
-        print(f"  {paint(check.level)}  {check.name:<30} {check.detail}", file=out, flush=True)
+            console.print(f"\n{section}", markup=False)
+        level = Text(f"{check.level:<4}", style=STYLES[check.level])
+        console.print(Text.assemble("  ", level, f"  {check.name:<30} {check.detail}"))
         if check.fix and check.level in (WARN, FAIL):
-            print(f"  {'':<4}  {'':<30} fix: {check.fix}", file=out, flush=True)
+            console.print(f"  {'':<4}  {'':<30} fix: {check.fix}", markup=False)
         done.append(check)
     fails = [c for c in done if c.level == FAIL]
     warns = [c for c in done if c.level == WARN]
-    print(file=out)
+    console.print()
     if fails:
-        print(
+        console.print(
             f"{len(fails)} problem(s) block the labs (FAIL), {len(warns)} warning(s). "
             "Apply the fixes above, then run `make doctor` again.",
-            file=out,
+            markup=False,
         )
     elif warns:
-        print(f"Ready for the labs, with {len(warns)} warning(s) above.", file=out)
+        console.print(f"Ready for the labs, with {len(warns)} warning(s) above.", markup=False)
     else:
-        print("All good: ready for the labs (`make lab-1`).", file=out)
+        console.print("All good: ready for the labs (`make lab-1`).", markup=False)
     return done
 
 
