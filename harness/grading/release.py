@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.grading import skeleton
+from harness.grading import INSTRUCTOR_ONLY, skeleton
 from harness.runtime.config import ROOT
 
 TEMPLATE = Path(__file__).parent / "release_template"
@@ -33,22 +33,8 @@ COPIED = (
     "pyproject.toml",
     "requirements.lock",
 )
-# Instructor-only: generators, checks, packaging, the wrong answers, caches.
-LEFT_OUT = shutil.ignore_patterns(
-    "__pycache__",
-    "*.pyc",
-    ".pytest_cache",
-    ".ipynb_checkpoints",
-    "wrong_answers",
-    "wrong_answers.py",
-    "stable.py",
-    "skeleton.py",
-    "bite.py",
-    "release.py",
-    "autograder.py",
-    "release_template",
-    "*.egg-info",
-)
+# The student's copy runs no autograder.
+LEFT_OUT = shutil.ignore_patterns(*INSTRUCTOR_ONLY, "autograder.py")
 
 
 def solution_bodies(solutions: Path) -> list[tuple[str, str]]:
