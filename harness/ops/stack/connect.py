@@ -11,12 +11,11 @@ import json
 import urllib.error
 import urllib.request
 
-from harness.ops.stack.base import JARS_DIR, Service, StackError, java
+from harness.ops.stack.base import JARS_DIR, Service, StackError
 from harness.ops.stack.jars import fetch_jars, jars_installed
 from harness.ops.stack.kafka import (
     KafkaBroker,
-    classpath,
-    jvm_options,
+    java_command,
     write_log4j2,
     write_properties,
 )
@@ -149,16 +148,8 @@ class KafkaConnect(Service):
         )
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [
-            java(),
-            "-server",
-            *jvm_options("512m", "128m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "org.apache.kafka.connect.cli.ConnectDistributed",
-            str(self.config_file),
-        ]
-        return argv, {}
+        main = "org.apache.kafka.connect.cli.ConnectDistributed"
+        return java_command(self, ("512m", "128m"), main, str(self.config_file)), {}
 
     # ---- health
     def _get(self, path: str, timeout: float = 3.0):

@@ -19,20 +19,22 @@ from harness.runtime.services import port_open
 KAFKA_POM = ROOT / "infra" / "native" / "kafka" / "pom.xml"
 
 
-def classpath(directory: Path) -> str:
-    return str(directory / "*")
-
-
-def jvm_options(heap_max: str, heap_min: str, log4j_config: Path) -> list[str]:
-    """JVM flags shared by the broker and the Connect worker."""
+def java_command(service: Service, heap: tuple[str, str], main: str, *args: str) -> list[str]:
+    """A JVM running `main` on the service's jars (`jars_dir`) and log4j2 file (`log4j_file`),
+    with the flags the broker and the Connect worker share; `heap` is (max, initial)."""
     return [
-        f"-Xmx{heap_max}",
-        f"-Xms{heap_min}",
+        java(),
+        f"-Xmx{heap[0]}",
+        f"-Xms{heap[1]}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j_config}",
+        f"-Dlog4j2.configurationFile={service.log4j_file}",
+        "-cp",
+        str(service.jars_dir / "*"),
+        main,
+        *args,
     ]
 
 
@@ -156,19 +158,8 @@ class KafkaBroker(Service):
         self.cluster_id_file.write_text(cid + "\n")
         if (self.log_dirs / "meta.properties").exists():
             return
-        argv = [
-            java(),
-            *jvm_options("256m", "64m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cid,
-            "-c",
-            str(self.config_file),
-            "--ignore-formatted",
-        ]
+        storage = ("format", "-t", cid, "-c", str(self.config_file), "--ignore-formatted")
+        argv = java_command(self, ("256m", "64m"), "kafka.tools.StorageTool", *storage)
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(
@@ -176,16 +167,7 @@ class KafkaBroker(Service):
             )
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [
-            java(),
-            "-server",
-            *jvm_options("512m", "256m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "kafka.Kafka",
-            str(self.config_file),
-        ]
-        return argv, {}
+        return java_command(self, ("512m", "256m"), "kafka.Kafka", str(self.config_file)), {}
 
     # ---- health
     def healthy(self) -> bool:
