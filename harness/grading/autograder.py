@@ -43,13 +43,7 @@ def build(key: str | int, out: Path | None = None, root: Path = ROOT) -> Path:
     out = out or root / f"autograder-{lab[:5]}.zip"
     with tempfile.TemporaryDirectory(prefix="autograder-") as temp:
         source = Path(temp) / "source"
-        shutil.copytree(root / "harness", source / "harness", ignore=LEFT_OUT)
-        for name in COURSE_ITEMS:
-            item = root / name
-            if item.is_dir():
-                shutil.copytree(item, source / name, ignore=LEFT_OUT)
-            elif item.is_file():
-                shutil.copy2(item, source / name)
+        release.copy_items(root, ("harness", *COURSE_ITEMS), source, LEFT_OUT)
         shutil.copytree(root / "labs" / lab, source / "labs" / lab, ignore=LEFT_OUT)
         skeletons = Path(temp) / "skeletons"
         skeleton.write_tree(root / "solutions", skeletons)
