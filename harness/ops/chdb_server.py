@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gzip
 import hmac
 import json
@@ -32,7 +33,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -540,7 +541,15 @@ def make_app(engine: Engine, user: str, password: str) -> Starlette:
         Route("/replicas_status", ping, methods=methods),
         Route("/{path:path}", query, methods=methods),
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # On SIGTERM / SIGINT uvicorn finishes open requests, runs this, then ends the process.
+        yield
+        engine.close()
+        print("stopped", flush=True)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def serve(host: str, port: int, path: Path) -> None:
@@ -552,7 +561,7 @@ def serve(host: str, port: int, path: Path) -> None:
         app,
         host=host,
         port=port,
-        lifespan="off",
+        lifespan="on",
         access_log=False,  # one line per query is logged by the app instead
         log_level="warning",
         server_header=False,
@@ -560,11 +569,7 @@ def serve(host: str, port: int, path: Path) -> None:
         timeout_graceful_shutdown=10,
     )
     print(f"chDB {engine.version} lab server on http://{host}:{port} (data: {path})", flush=True)
-    try:
-        uvicorn.Server(config).run()
-    finally:
-        engine.close()
-        print("stopped", flush=True)
+    uvicorn.Server(config).run()
 
 
 def main() -> None:
