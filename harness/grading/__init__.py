@@ -18,4 +18,21 @@ from harness.grading.loader import (
     target_dir,
 )
 
+# What neither a student's copy nor an autograder bundle gets: generators, checks, packaging, the
+# wrong answers, caches (shutil.ignore_patterns patterns).
+INSTRUCTOR_ONLY = (
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ipynb_checkpoints",
+    "*.egg-info",
+    "wrong_answers",
+    "wrong_answers.py",
+    "stable.py",
+    "skeleton.py",
+    "bite.py",
+    "release.py",
+    "release_template",
+)
+
 __all__ = ["LabImportError", "Target", "current_target", "lab_module", "set_target", "target_dir"]

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from harness.grading import isolation, sources
+from harness.grading import INSTRUCTOR_ONLY, isolation, sources
 from harness.grading.results import RunInfo, render_table, to_gradescope, write_json
 from harness.grading.runner import find_suites
 from harness.runtime.config import ROOT
@@ -26,19 +26,7 @@ from harness.runtime.config import ROOT
 TEMPLATE = Path(__file__).parent / "autograder_template"
 SCRIPTS = ("setup.sh", "run_autograder")
 COURSE_ITEMS = ("infra", "data", "scripts", "conftest.py", "pyproject.toml", "requirements.lock")
-LEFT_OUT = shutil.ignore_patterns(
-    "__pycache__",
-    "*.pyc",
-    ".pytest_cache",
-    "wrong_answers",
-    "wrong_answers.py",
-    "stable.py",
-    "skeleton.py",
-    "bite.py",
-    "release.py",
-    "release_template",
-    "autograder_template",
-)
+LEFT_OUT = shutil.ignore_patterns(*INSTRUCTOR_ONLY, "autograder_template")
 
 
 def lab_name(key: str | int, root: Path = ROOT) -> str:
@@ -55,13 +43,7 @@ def build(key: str | int, out: Path | None = None, root: Path = ROOT) -> Path:
     out = out or root / f"autograder-{lab[:5]}.zip"
     with tempfile.TemporaryDirectory(prefix="autograder-") as temp:
         source = Path(temp) / "source"
-        shutil.copytree(root / "harness", source / "harness", ignore=LEFT_OUT)
-        for name in COURSE_ITEMS:
-            item = root / name
-            if item.is_dir():
-                shutil.copytree(item, source / name, ignore=LEFT_OUT)
-            elif item.is_file():
-                shutil.copy2(item, source / name)
+        release.copy_items(root, ("harness", *COURSE_ITEMS), source, LEFT_OUT)
         shutil.copytree(root / "labs" / lab, source / "labs" / lab, ignore=LEFT_OUT)
         skeletons = Path(temp) / "skeletons"
         skeleton.write_tree(root / "solutions", skeletons)

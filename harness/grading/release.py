@@ -16,9 +16,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from harness.grading import skeleton
+from harness.grading import INSTRUCTOR_ONLY, skeleton
 from harness.runtime.config import ROOT
 
 TEMPLATE = Path(__file__).parent / "release_template"
@@ -33,22 +34,8 @@ COPIED = (
     "pyproject.toml",
     "requirements.lock",
 )
-# Instructor-only: generators, checks, packaging, the wrong answers, caches.
-LEFT_OUT = shutil.ignore_patterns(
-    "__pycache__",
-    "*.pyc",
-    ".pytest_cache",
-    ".ipynb_checkpoints",
-    "wrong_answers",
-    "wrong_answers.py",
-    "stable.py",
-    "skeleton.py",
-    "bite.py",
-    "release.py",
-    "autograder.py",
-    "release_template",
-    "*.egg-info",
-)
+# The student's copy runs no autograder.
+LEFT_OUT = shutil.ignore_patterns(*INSTRUCTOR_ONLY, "autograder.py")
 
 
 def solution_bodies(solutions: Path) -> list[tuple[str, str]]:
@@ -80,16 +67,21 @@ def leaks(tree: Path, bodies: list[tuple[str, str]]) -> list[str]:
     return found
 
 
+def copy_items(root: Path, names: Iterable[str], dest: Path, ignore: Callable) -> None:
+    """Copy the folders and files `names` of `root` into `dest` (a name not there is skipped)."""
+    for name in names:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        elif source.is_file():
+            shutil.copy2(source, dest / name)
+
+
 def build(dest: Path, root: Path = ROOT, commit: bool = True) -> Path:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"{dest} is not empty: release into a new folder")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        source = root / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=LEFT_OUT)
-        elif source.is_file():
-            shutil.copy2(source, dest / name)
+    copy_items(root, COPIED, dest, LEFT_OUT)
     # The skeletons are generated afresh: the instructor's labs/ may hold a solved copy.
     skeleton.write_tree(root / "solutions", dest / "labs")
     shutil.copytree(TEMPLATE, dest, dirs_exist_ok=True)

@@ -1,17 +1,20 @@
 """A small ClickHouse HTTP interface in front of chDB, for the native lab stack.
 
 chDB is the ClickHouse engine as a library; its data directory can be opened by one process only.
-This server owns that directory and speaks enough of ClickHouse's HTTP protocol for the real
+This server owns that directory and answers ClickHouse's HTTP protocol for the real
 `clickhouse-connect` client, so pytest, spark-submit'ed jobs and notebooks share one database and
-lab code is the same against chDB (native stack) and clickhouse-server (docker stack).
+lab code is the same against chDB (native stack) and clickhouse-server (docker stack). HTTP itself
+(framing, chunked bodies, keep-alive, multipart forms) is Starlette's and uvicorn's; this module
+maps ClickHouse's conventions onto one chDB session.
 
 Supported: `/ping`, GET/POST with the query in the `query` parameter and/or the body (plain or
 multipart form), `database`, `default_format`, `query_id`, `session_id` (remembers
 `SET` statements per session), `param_<name>` bindings, any other ClickHouse setting as a URL
 parameter, HTTP basic auth / `X-ClickHouse-User` + `X-ClickHouse-Key` / `user` + `password`
-parameters, `INSERT ... FORMAT <fmt>` with the data in the body (chunked or not, optionally
-compressed with lz4, zstd, gzip or deflate), errors as `Code: N. DB::Exception: ...` with the
-`X-ClickHouse-Exception-Code` header, and the `X-ClickHouse-*` response headers clients read.
+parameters, `INSERT ... FORMAT <fmt>` with the data in the body (optionally compressed with lz4,
+zstd, gzip or deflate), results in row formats streamed as the engine produces them, errors as
+`Code: N. DB::Exception: ...` with the `X-ClickHouse-Exception-Code` header, and the
+`X-ClickHouse-*` response headers clients read. The server's time zone is UTC on every host.
 
 Run it with `python -m harness.ops.chdb_server` (the native stack does: `make up`).
 """
@@ -20,22 +23,28 @@ from __future__ import annotations
 
 import argparse
 import base64
-import email.parser
-import email.policy
+import contextlib
 import gzip
 import hmac
 import json
 import os
 import re
-import signal
 import threading
 import time
 import uuid
 import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from harness.runtime.config import STACK_DIR, endpoints
 
@@ -77,13 +86,21 @@ TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 SET_STATEMENT = re.compile(r"^\s*SET\s+(?!ROLE\b)", re.IGNORECASE)
 USE_STATEMENT = re.compile(r"^\s*USE\s", re.IGNORECASE)
 ERROR_CODE = re.compile(r"Code: (\d+)\.")
-# SQL split into string literals, quoted identifiers, comments, `;` and other text: enough to
-# find a second statement, which clickhouse-server's HTTP interface refuses (chDB would run it).
-SQL_TOKEN = re.compile(
-    r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`"""
-    r"""|--[^\n]*|\#[^\n]*|/\*.*?\*/|;|[^'"`;#/-]+|.""",
-    re.DOTALL,
-)
+# Formats whose chunks concatenate into one valid result (no header or footer per chunk): these are
+# streamed to the client; others (Arrow, Parquet, JSON, ...WithNames) are sent whole.
+STREAMED_FORMATS = {
+    "native",
+    "rowbinary",
+    "tabseparated",
+    "tsv",
+    "tabseparatedraw",
+    "tsvraw",
+    "csv",
+    "jsoneachrow",
+    "jsoncompacteachrow",
+}
+# A result that fits in this many bytes is sent whole, with exact statistics in its summary.
+BUFFERED_BYTES = 1 << 20
 
 
 class ClickHouseError(Exception):
@@ -105,23 +122,6 @@ def engine_error(exc: Exception) -> ClickHouseError:
     if match:
         return ClickHouseError(text.strip(), int(match.group(1)))
     return ClickHouseError(f"Code: 1001. DB::Exception: {text.strip()}. (STD_EXCEPTION)", 1001)
-
-
-def reject_multi_statements(sql: str) -> None:
-    """Raise ClickHouse's syntax error when `sql` holds more than one statement."""
-    semicolon = None
-    for token in SQL_TOKEN.finditer(sql):
-        text = token.group()
-        if semicolon is None:
-            if text == ";":
-                semicolon = token.start()
-        elif text.strip() and text != ";" and not text.startswith(("--", "#", "/*")):
-            raise ClickHouseError(
-                "Code: 62. DB::Exception: Syntax error (Multi-statements are not allowed): "
-                f"failed at position {semicolon + 1}: {sql[semicolon : semicolon + 40]!r}. "
-                "Send one statement per query. (SYNTAX_ERROR)",
-                62,
-            )
 
 
 def quote_literal(value: str) -> str:
@@ -155,6 +155,19 @@ def decompress(data: bytes, encoding: str) -> bytes:
     )
 
 
+def summary(results: list, body_bytes: int) -> dict[str, str]:
+    """`X-ClickHouse-Summary` from chDB's statistics of one result or of a stream's chunks."""
+    return {
+        "read_rows": str(sum(r.storage_rows_read() for r in results)),
+        "read_bytes": str(sum(r.storage_bytes_read() for r in results)),
+        "written_rows": str(sum(r.rows_written() for r in results)),
+        "written_bytes": str(sum(r.bytes_written() for r in results)),
+        "result_rows": str(sum(r.rows_read() for r in results)),
+        "result_bytes": str(body_bytes),
+        "elapsed_ns": str(int(max((r.elapsed() for r in results), default=0) * 1e9)),
+    }
+
+
 @dataclass
 class Request:
     """One HTTP request, reduced to what the engine needs."""
@@ -170,6 +183,57 @@ class Result:
     body: bytes
     fmt: str | None
     summary: dict[str, str]
+    # The rest of a streamed result: chDB's chunks, read while the engine's lock is held.
+    rest: Iterator | None = None
+    release: Callable[[], None] | None = None
+
+
+class ResultStream:
+    """The body of a streamed result: the buffered head, then chunks as chDB produces them.
+
+    It holds the engine (one chDB session) until the last chunk is sent or the client goes away.
+    """
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        self.guard = threading.Lock()
+        self.closed = False
+        # clickhouse-server (25.11+) frames an error after the first bytes with this tag, sent in
+        # the X-ClickHouse-Exception-Tag header; clickhouse-connect looks for it in the stream.
+        self.tag = uuid.uuid4().hex[:16]
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.result.body
+        while (chunk := self._fetch()) is not None:
+            yield chunk
+
+    def _fetch(self) -> bytes | None:
+        with self.guard:
+            if self.closed:
+                return None
+            try:
+                chunk = next(self.result.rest, None)
+            except Exception as exc:  # failed half-way: the error ends the body, as in ClickHouse
+                self._close()
+                text, tag = str(engine_error(exc)).encode(), self.tag.encode()
+                frame = b"__exception__\r\n%s\r\n%s\n%d %s\r\n__exception__\r\n"
+                return frame % (tag, text, len(text), tag)
+            if chunk is None:
+                self._close()
+                return None
+            return chunk.bytes()
+
+    def close(self) -> None:
+        with self.guard:
+            self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.result.rest.close()  # cancels the query when the client left early
+            finally:
+                self.result.release()
 
 
 class Engine:
@@ -199,8 +263,9 @@ class Engine:
             raise engine_error(exc) from None
 
     def close(self) -> None:
-        with self.lock:
-            self.session.close()
+        if self.lock.acquire(timeout=10):  # a stream a client never finished must not block exit
+            self.lock.release()
+        self.session.close()
 
     # ---- per-request state: database and settings
     def _use(self, database: str) -> None:
@@ -228,24 +293,48 @@ class Engine:
         rows = [json.loads(line) for line in out.bytes().splitlines() if line.strip()]
         return {row["name"]: row["value"] for row in rows}
 
+    def _reject_multi_statements(self, sql: str) -> None:
+        """ClickHouse's own parser refuses a second statement, as clickhouse-server's HTTP
+        interface does (chDB would run it); other parse errors are left to the query itself."""
+        try:
+            self.session.query("SELECT formatQuery({q:String})", "TSV", params={"q": sql})
+        except Exception as exc:
+            error = engine_error(exc)
+            if "Multi-statements are not allowed" in str(error):
+                text = re.sub(r"\s*: In scope .*(?=\(SYNTAX_ERROR\)$)", " ", str(error), flags=re.S)
+                raise ClickHouseError(text, error.code) from None
+
     # ---- execution
     def execute(self, req: Request) -> Result:
+        """Run one request; a streamed result keeps the lock until its stream is closed."""
+        self.lock.acquire()
+        try:
+            result = self._execute(req)
+        except BaseException:
+            self.lock.release()
+            raise
+        if result.rest is None:
+            self.lock.release()
+        else:
+            result.release = self.lock.release
+        return result
+
+    def _execute(self, req: Request) -> Result:
         session_id = req.params.get("session_id", "")
-        with self.lock:
-            wanted = {**self.session_settings.get(session_id, {}), **req.settings}
-            self._use(req.params.get("database") or "default")
-            self._apply_settings(wanted)
-            insert = INSERT_WITH_DATA.match(req.sql)
-            if insert:
-                return self._insert(insert, req.sql[insert.end() :])
-            sql = req.sql.decode("utf-8", errors="replace")
-            reject_multi_statements(sql)
-            if SET_STATEMENT.match(sql):
-                return self._set(sql, session_id)
-            result = self._query(sql, req)
-            if USE_STATEMENT.match(sql):
-                self.current_db = None
-            return result
+        wanted = {**self.session_settings.get(session_id, {}), **req.settings}
+        self._use(req.params.get("database") or "default")
+        self._apply_settings(wanted)
+        insert = INSERT_WITH_DATA.match(req.sql)
+        if insert:
+            return self._insert(insert, req.sql[insert.end() :])
+        sql = req.sql.decode("utf-8", errors="replace")
+        self._reject_multi_statements(sql)
+        if SET_STATEMENT.match(sql):
+            return self._set(sql, session_id)
+        result = self._query(sql, req)
+        if USE_STATEMENT.match(sql):
+            self.current_db = None
+        return result
 
     def _insert(self, match: re.Match, data: bytes) -> Result:
         target, fmt = match.group(1).decode(), match.group(2).decode()
@@ -256,12 +345,12 @@ class Engine:
             done = inserter.finish()
         except Exception as exc:
             raise engine_error(exc) from None
-        summary = {
+        stats = {
             "written_rows": str(done.rows_written),
             "written_bytes": str(done.bytes_written),
             "elapsed_ns": str(int(done.elapsed * 1e9)),
         }
-        return Result(b"", None, summary)
+        return Result(b"", None, stats)
 
     def _set(self, sql: str, session_id: str) -> Result:
         if re.search(r"\breadonly\b", sql, re.IGNORECASE):
@@ -285,6 +374,10 @@ class Engine:
 
     def _query(self, sql: str, req: Request) -> Result:
         explicit = TRAILING_FORMAT.search(sql)
+        if explicit and explicit.group(1).lower() in STREAMED_FORMATS:
+            streamed = self._stream(sql, explicit.group(1), req.bindings)
+            if streamed:
+                return streamed
         fmt = explicit.group(1) if explicit else req.params.get("default_format", "TabSeparated")
         # With no FORMAT clause, ask for the header line too: statements that produce a result
         # always print it, DDL prints nothing. That tells which responses carry a result
@@ -298,200 +391,185 @@ class Engine:
                 body = body.split(b"\n", 1)[1] if b"\n" in body else b""
             else:
                 result_fmt = None
-        summary = {
-            "read_rows": str(out.storage_rows_read()),
-            "read_bytes": str(out.storage_bytes_read()),
-            "written_rows": str(out.rows_written()),
-            "written_bytes": str(out.bytes_written()),
-            "result_rows": str(out.rows_read()),
-            "result_bytes": str(len(body)),
-            "elapsed_ns": str(int(out.elapsed() * 1e9)),
-        }
-        return Result(body, result_fmt, summary)
+        return Result(body, result_fmt, summary([out], len(body)))
+
+    def _stream(self, sql: str, fmt: str, bindings: dict[str, str]) -> Result | None:
+        """Buffer up to BUFFERED_BYTES of the result; what is left is streamed by the caller.
+        None for statements chDB does not stream (DESCRIBE, SHOW, ...): they are run whole."""
+        head: list = []
+        size = 0
+        try:
+            chunks = self.session.send_query(sql, fmt, params=bindings or None)
+        except Exception as exc:
+            if "Streaming query is not supported" in str(exc):
+                return None
+            raise engine_error(exc) from None
+        try:
+            for chunk in chunks:
+                head.append(chunk)
+                size += len(chunk.bytes())
+                if size >= BUFFERED_BYTES:
+                    break
+            else:
+                chunks = None
+        except Exception as exc:
+            raise engine_error(exc) from None
+        body = b"".join(chunk.bytes() for chunk in head)
+        return Result(body, fmt, summary(head, len(body)), rest=chunks)
 
 
-class Handler(BaseHTTPRequestHandler):
-    """ClickHouse's HTTP interface, the subset clickhouse-connect uses."""
+def authenticate(request: HttpRequest, params: dict[str, str], user: str, password: str) -> None:
+    """HTTP basic auth, `X-ClickHouse-User`/`-Key` or `user`/`password` parameters, as ClickHouse."""
+    given_user, given_password = "default", ""
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Basic "):
+        given_user, _, given_password = base64.b64decode(auth[6:]).decode().partition(":")
+    elif "X-ClickHouse-User" in request.headers:
+        given_user = request.headers["X-ClickHouse-User"]
+        given_password = request.headers.get("X-ClickHouse-Key", "")
+    elif "user" in params:
+        given_user, given_password = params["user"], params.get("password", "")
+    ok_user = hmac.compare_digest(given_user.encode(), user.encode())
+    ok_password = hmac.compare_digest(given_password.encode(), password.encode())
+    if not (ok_user and ok_password):
+        raise ClickHouseError(
+            f"Code: 516. DB::Exception: {given_user}: Authentication failed: password is "
+            "incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
+            516,
+            401,
+        )
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
-    server_version = "chDB-lab-server"
-    engine: Engine
-    user: str
-    password: str
 
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_HEAD(self) -> None:
-        self._reply(200, b"", {}, head=True)
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002  (stdlib signature)
-        pass  # one line per query is logged by _handle instead
-
-    # ---- request parsing
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _parse(self) -> tuple[dict[str, str], bytes]:
-        url = urlsplit(self.path)
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
-        body = self._read_body()
-        ctype = self.headers.get("Content-Type", "")
-        # Like clickhouse-server: a body is the query (or data) whatever its Content-Type (curl
-        # sends x-www-form-urlencoded), except a multipart form, which carries named fields.
-        if ctype.startswith("multipart/form-data"):
-            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body
-            )
-            for part in message.iter_parts():
-                if part.get_filename():
+async def read_request(request: HttpRequest) -> tuple[dict[str, str], bytes]:
+    """URL parameters and the body; a multipart form's fields become parameters."""
+    params = dict(request.query_params)
+    # Like clickhouse-server: a body is the query (or data) whatever its Content-Type (curl
+    # sends x-www-form-urlencoded), except a multipart form, which carries named fields.
+    if request.headers.get("Content-Type", "").startswith("multipart/form-data"):
+        async with request.form() as form:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
                     raise ClickHouseError(
                         "Code: 48. DB::Exception: External data (temporary tables sent with the "
                         "query) is not supported by the chDB lab server. (NOT_IMPLEMENTED)",
                         48,
                     )
-                name = part.get_param("name", header="content-disposition")
-                params[name] = (part.get_payload(decode=True) or b"").decode()
-            body = b""
-        else:
-            body = decompress(body, self.headers.get("Content-Encoding", ""))
-        return params, body
+                params[name] = value
+        return params, b""
+    body = await request.body()
+    return params, decompress(body, request.headers.get("Content-Encoding", ""))
 
-    def _authenticate(self, params: dict[str, str]) -> None:
-        user, password = "default", ""
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Basic "):
-            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-        elif "X-ClickHouse-User" in self.headers:
-            user = self.headers["X-ClickHouse-User"]
-            password = self.headers.get("X-ClickHouse-Key", "")
-        elif "user" in params:
-            user, password = params["user"], params.get("password", "")
-        ok_user = hmac.compare_digest(user.encode(), self.user.encode())
-        ok_password = hmac.compare_digest(password.encode(), self.password.encode())
-        if not (ok_user and ok_password):
-            raise ClickHouseError(
-                f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, "
-                "or there is no user with such name. (AUTHENTICATION_FAILED)",
-                516,
-                401,
-            )
 
-    # ---- responses
-    def _reply(self, status: int, body: bytes, headers: dict[str, str], head: bool = False) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-ClickHouse-Server-Display-Name", "chdb-lab-server")
-        self.send_header("X-ClickHouse-Timezone", self.engine.timezone)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+def log(query_id: str, started: float, what: str) -> None:
+    elapsed = time.monotonic() - started
+    print(f"{time.strftime('%H:%M:%S')} {query_id[:8]} {elapsed * 1000:7.1f} ms {what}", flush=True)
 
-    def _handle(self) -> None:
-        path = urlsplit(self.path).path
-        if path in ("/ping", "/replicas_status"):
-            self._read_body()
-            self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
-            return
+
+def make_app(engine: Engine, user: str, password: str) -> Starlette:
+    """ClickHouse's HTTP interface, the subset clickhouse-connect uses, over `engine`."""
+    server_headers = {
+        "X-ClickHouse-Server-Display-Name": "chdb-lab-server",
+        "X-ClickHouse-Timezone": engine.timezone,
+    }
+
+    async def ping(request: HttpRequest) -> Response:
+        return Response(b"Ok.\n", headers=server_headers, media_type="text/plain; charset=UTF-8")
+
+    async def query(request: HttpRequest) -> Response:
+        if request.method == "HEAD":
+            return Response(b"", headers=server_headers)
         query_id = ""
         started = time.monotonic()
         try:
-            params, body = self._parse()  # always consume the body: the connection is kept
-            if path != "/":
+            params, body = await read_request(request)
+            if request.url.path != "/":
                 raise ClickHouseError(
-                    f"Code: 0. DB::Exception: There is no handle {path}. (UNKNOWN)", 0, 404
+                    f"Code: 0. DB::Exception: There is no handle {request.url.path}. (UNKNOWN)",
+                    0,
+                    404,
                 )
             query_id = params.get("query_id") or str(uuid.uuid4())
-            self._authenticate(params)
+            authenticate(request, params, user, password)
             text = params.get("query", "").encode()
             sql = text + b"\n" + body if text and body else text or body
             if not sql.strip():
-                self._reply(200, b"Ok.\n", {"X-ClickHouse-Query-Id": query_id})
-                return
-            request = Request(sql, params)
+                return Response(
+                    b"Ok.\n", headers={**server_headers, "X-ClickHouse-Query-Id": query_id}
+                )
+            req = Request(sql, params)
             for name, value in params.items():
                 if name.startswith("param_"):
-                    request.bindings[name[6:]] = value
+                    req.bindings[name[6:]] = value
                 elif name not in TRANSPORT_PARAMS:
-                    request.settings[name] = value
-            result = self.engine.execute(request)
-        except ClickHouseError as exc:
-            self._log(query_id, started, f"error {exc.code}: {str(exc)[:200]}")
-            message = str(exc).rstrip() + f" (version {self.engine.version} (chDB))\n"
+                    req.settings[name] = value
+            result = await run_in_threadpool(engine.execute, req)
+        except Exception as exc:
+            if not isinstance(exc, ClickHouseError):  # a bug here must still reach the client
+                exc = ClickHouseError(
+                    f"Code: 1001. DB::Exception: chDB lab server: {exc!r}. (STD_EXCEPTION)", 1001
+                )
+            log(query_id, started, f"error {exc.code}: {str(exc)[:200]}")
+            message = str(exc).rstrip() + f" (version {engine.version} (chDB))\n"
             headers = {
+                **server_headers,
                 "X-ClickHouse-Query-Id": query_id,
                 "X-ClickHouse-Exception-Code": str(exc.code),
-                "Content-Type": "text/plain; charset=UTF-8",
             }
-            self._reply(exc.status, message.encode(), headers)
-            return
-        except Exception as exc:  # a bug here must still reach the client as an error
-            self._log(query_id, started, f"internal error {exc!r}")
-            message = f"Code: 1001. DB::Exception: chDB lab server: {exc!r}. (STD_EXCEPTION)\n"
-            headers = {"X-ClickHouse-Exception-Code": "1001", "X-ClickHouse-Query-Id": query_id}
-            self._reply(500, message.encode(), headers)
-            return
-        first_line = request.sql.lstrip()[:150].split(b"\n", 1)[0].decode(errors="replace")
-        self._log(query_id, started, f"ok {first_line}")
+            return Response(message, exc.status, headers, "text/plain; charset=UTF-8")
+        first_line = req.sql.lstrip()[:150].split(b"\n", 1)[0].decode(errors="replace")
+        log(query_id, started, f"ok {'(streaming) ' if result.rest else ''}{first_line}")
         headers = {
+            **server_headers,
             "X-ClickHouse-Query-Id": query_id,
             "X-ClickHouse-Summary": json.dumps(result.summary),
-            "Content-Type": "application/octet-stream",
         }
         if result.fmt:
             headers["X-ClickHouse-Format"] = result.fmt
-        self._reply(200, result.body, headers)
-
-    def _log(self, query_id: str, started: float, what: str) -> None:
-        elapsed = time.monotonic() - started
-        print(
-            f"{time.strftime('%H:%M:%S')} {query_id[:8]} {elapsed * 1000:7.1f} ms {what}",
-            flush=True,
+        if result.rest is None:
+            return Response(result.body, headers=headers, media_type="application/octet-stream")
+        stream = ResultStream(result)
+        return StreamingResponse(
+            stream,
+            headers={**headers, "X-ClickHouse-Exception-Tag": stream.tag},
+            media_type="application/octet-stream",
+            background=BackgroundTask(stream.close),
         )
+
+    methods = ["GET", "POST", "HEAD"]
+    routes = [
+        Route("/ping", ping, methods=methods),
+        Route("/replicas_status", ping, methods=methods),
+        Route("/{path:path}", query, methods=methods),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # On SIGTERM / SIGINT uvicorn finishes open requests, runs this, then ends the process.
+        yield
+        engine.close()
+        print("stopped", flush=True)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def serve(host: str, port: int, path: Path) -> None:
-    """Run the server until SIGTERM / SIGINT."""
+    """Run the server until SIGTERM / SIGINT (uvicorn stops gracefully on both)."""
     ep = endpoints()
     engine = Engine(path, ep.clickhouse_db)
-    handler = type(
-        "LabHandler",
-        (Handler,),
-        {"engine": engine, "user": ep.clickhouse_user, "password": ep.clickhouse_password},
+    app = make_app(engine, ep.clickhouse_user, ep.clickhouse_password)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,  # one line per query is logged by the app instead
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=120,  # clickhouse-connect keeps its connections in a pool
+        timeout_graceful_shutdown=10,
     )
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-
-    def stop(signum, _frame) -> None:
-        print(f"signal {signum}: stopping", flush=True)
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     print(f"chDB {engine.version} lab server on http://{host}:{port} (data: {path})", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        engine.close()
-        print("stopped", flush=True)
+    uvicorn.Server(config).run()
 
 
 def main() -> None:

@@ -20,17 +20,19 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from rich.console import Console
+from rich.text import Text
 
 from harness.ops import ports
+from harness.ops.stack.jars import MANIFEST, broken_jars
+from harness.ops.stack.postgres import pg_bin_dir
 from harness.runtime.config import ROOT, STACK_DIR, docker_engine_answers, setting
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "--"
@@ -76,7 +78,6 @@ JAR_FOLDERS = {
     "connect-plugins": ("Debezium connector plugin", False),
     "spark": ("Spark's extra jars (Kafka source, s3a, JDBC)", True),
 }
-COMPLETE_MARKERS = (".installed", ".manifest.json")
 
 SETUP_FIX = "run `make setup` (it fetches or builds what is missing and verifies it)"
 
@@ -433,72 +434,15 @@ def check_venv(probe: subprocess.Popen | None) -> Iterator[Check]:
         )
 
 
-def zip_intact(path: Path) -> bool:
-    """Fast check that a zip (jar) is complete: its end record and central directory are in place.
-
-    A truncated download loses the end of the file, where the central directory lives. Reading
-    only the end record keeps this quick even for the AWS SDK bundle's 300 000 entries.
-    """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"PK\x03\x04":
-                return False
-            tail_len = min(size, 65536 + 22)
-            fh.seek(size - tail_len)
-            tail = fh.read(tail_len)
-            at = tail.rfind(b"PK\x05\x06")
-            if at < 0 or len(tail) - at < 22:
-                return False
-            eocd_pos = size - tail_len + at
-            _sig, _d, _cd, _n1, entries, cd_size, cd_offset, _c = struct.unpack(
-                "<4s4H2LH", tail[at : at + 22]
-            )
-            end = eocd_pos
-            if cd_offset == 0xFFFFFFFF or cd_size == 0xFFFFFFFF or entries == 0xFFFF:
-                locator = tail[at - 20 : at]
-                if len(locator) != 20 or locator[:4] != b"PK\x06\x07":
-                    return False
-                (z64_pos,) = struct.unpack("<Q", locator[8:16])
-                fh.seek(z64_pos)
-                record = fh.read(56)
-                if len(record) != 56 or record[:4] != b"PK\x06\x06":
-                    return False
-                entries, cd_size, cd_offset = struct.unpack("<QQQ", record[32:56])
-                end = z64_pos
-            if entries == 0 or cd_offset + cd_size > end:
-                return False
-            fh.seek(cd_offset)
-            return fh.read(4) == b"PK\x01\x02"
-    except (OSError, struct.error):
-        return False
-
-
-def broken_jars(folder: Path, thorough: bool) -> list[str]:
-    """Jars under `folder` that are not complete zip files (`thorough`: every entry's CRC too)."""
-    bad = []
-    for jar in sorted(folder.rglob("*.jar")):
-        if not zip_intact(jar):
-            bad.append(jar.name)
-            continue
-        if thorough:
-            try:
-                with zipfile.ZipFile(jar) as zf:
-                    if zf.testzip() is not None:
-                        bad.append(jar.name)
-            except (OSError, zipfile.BadZipFile, EOFError):
-                bad.append(jar.name)
-    return bad
-
-
 def jar_folder_states(thorough: bool = False) -> dict[str, tuple[int, list[str], bool]]:
     """Folder -> (number of jars, broken jars, marked complete by set-up)."""
     states = {}
     for folder in JAR_FOLDERS:
         path = JARS_DIR / folder
         jars = list(path.rglob("*.jar")) if path.is_dir() else []
-        marked = any(any(path.rglob(m)) for m in COMPLETE_MARKERS) if path.is_dir() else False
-        states[folder] = (len(jars), broken_jars(path, thorough) if jars else [], marked)
+        marked = any(path.rglob(MANIFEST)) if path.is_dir() else False
+        bad = [jar.name for jar in broken_jars(path, thorough)] if jars else []
+        states[folder] = (len(jars), bad, marked)
     return states
 
 
@@ -561,20 +505,6 @@ def check_minio(stack: str, state: tuple[bool, str]) -> Check:
     )
 
 
-def postgres_bin_dir() -> Path | None:
-    """PostgreSQL's server binaries: PG_BIN_DIR, else the newest /usr/lib/postgresql/<v>/bin."""
-    override = os.environ.get("PG_BIN_DIR")
-    if override:
-        return Path(override) if (Path(override) / "postgres").exists() else None
-    root = Path("/usr/lib/postgresql")
-    if not root.is_dir():
-        return None
-    found = [
-        d / "bin" for d in root.iterdir() if d.name.isdigit() and (d / "bin/postgres").exists()
-    ]
-    return max(found, key=lambda b: int(b.parent.name)) if found else None
-
-
 def check_postgres(stack: str) -> Check:
     if stack != "native":
         return Check("Set-up", "PostgreSQL server", INFO, f"not needed by the {stack} stack")
@@ -582,7 +512,7 @@ def check_postgres(stack: str) -> Check:
         "run `make setup` as root (it runs apt-get install postgresql), or: "
         "sudo apt-get install -y postgresql   (another location: set PG_BIN_DIR)"
     )
-    bin_dir = postgres_bin_dir()
+    bin_dir = pg_bin_dir()
     if bin_dir is None:
         return Check(
             "Set-up", "PostgreSQL server", FAIL, "no PostgreSQL server binaries found", fix
@@ -664,40 +594,38 @@ def run_checks(thorough: bool = False) -> Iterator[Check]:
     yield check_postgres(stack)
 
 
-def _painter(stream) -> Callable[[str], str]:
-    colours = {OK: "32", WARN: "33", FAIL: "31;1", INFO: "2"}
-    if not stream.isatty() or os.environ.get("NO_COLOR"):
-        return lambda level: f"{level:<4}"
-    return lambda level: f"\x1b[{colours[level]}m{level:<4}\x1b[0m"
+STYLES = {OK: "green", WARN: "yellow", FAIL: "bold red", INFO: "dim"}
 
 
 def report(checks: Iterator[Check], out=sys.stdout) -> list[Check]:
-    """Print the checks as they come; returns them."""
-    paint = _painter(out)
+    """Print the checks as they come (coloured on a terminal, plain in logs); returns them."""
+    # soft_wrap: long lines stay one line (CI logs and the tests read them), never re-wrapped.
+    console = Console(file=out, highlight=False, soft_wrap=True)
     done: list[Check] = []
     section = ""
-    print(f"OpenSky labs doctor — {ROOT}  (stack folder: {STACK_DIR})", file=out, flush=True)
+    console.print(f"OpenSky labs doctor — {ROOT}  (stack folder: {STACK_DIR})", markup=False)
     for check in checks:
         if check.section != section:
             section = check.section
-            print(f"\n{section}", file=out)
-        print(f"  {paint(check.level)}  {check.name:<30} {check.detail}", file=out, flush=True)
+            console.print(f"\n{section}", markup=False)
+        level = Text(f"{check.level:<4}", style=STYLES[check.level])
+        console.print(Text.assemble("  ", level, f"  {check.name:<30} {check.detail}"))
         if check.fix and check.level in (WARN, FAIL):
-            print(f"  {'':<4}  {'':<30} fix: {check.fix}", file=out, flush=True)
+            console.print(f"  {'':<4}  {'':<30} fix: {check.fix}", markup=False)
         done.append(check)
     fails = [c for c in done if c.level == FAIL]
     warns = [c for c in done if c.level == WARN]
-    print(file=out)
+    console.print()
     if fails:
-        print(
+        console.print(
             f"{len(fails)} problem(s) block the labs (FAIL), {len(warns)} warning(s). "
             "Apply the fixes above, then run `make doctor` again.",
-            file=out,
+            markup=False,
         )
     elif warns:
-        print(f"Ready for the labs, with {len(warns)} warning(s) above.", file=out)
+        console.print(f"Ready for the labs, with {len(warns)} warning(s) above.", markup=False)
     else:
-        print("All good: ready for the labs (`make lab-1`).", file=out)
+        console.print("All good: ready for the labs (`make lab-1`).", markup=False)
     return done
 
 

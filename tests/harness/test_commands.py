@@ -24,6 +24,15 @@ def _course_with_solution(course, tests: str = DEMO_TESTS) -> None:
     course.write("labs/lab01_demo/lab.toml", 'edit = ["demo.py"]\n')
 
 
+def _bite_args(course) -> list[str]:
+    return [
+        "--solutions",
+        str(course.root / "solutions"),
+        "--tests-root",
+        str(course.root / "labs"),
+    ]
+
+
 def test_check_tests_catches_a_vacuous_test(course, capsys):
     """A graded test that passes on the pristine skeleton fails the check, by name."""
     _course_with_solution(course, DEMO_TESTS + VACUOUS_TEST)
@@ -31,13 +40,7 @@ def test_check_tests_catches_a_vacuous_test(course, capsys):
     course.module(
         "lab01_demo", "demo", DEMO_SOLUTION.replace("# BEGIN", "# was").replace("# END", "# was")
     )
-    args = [
-        "--solutions",
-        str(course.root / "solutions"),
-        "--tests-root",
-        str(course.root / "labs"),
-    ]
-    assert bite.main(args) == 1
+    assert bite.main(_bite_args(course)) == 1
     out = capsys.readouterr().out
     assert "FAIL: 1 graded test(s) PASS on the empty skeletons" in out
     assert "test_lab01_demo.py::test_partB_vacuous" in out
@@ -47,13 +50,7 @@ def test_check_tests_catches_a_vacuous_test(course, capsys):
 def test_check_tests_passes_when_every_test_bites(course, capsys):
     """With no vacuous test the check passes and says how many tests it ran."""
     _course_with_solution(course)
-    args = [
-        "--solutions",
-        str(course.root / "solutions"),
-        "--tests-root",
-        str(course.root / "labs"),
-    ]
-    assert bite.main(args) == 0
+    assert bite.main(_bite_args(course)) == 0
     assert "OK: all 3 graded tests in 1 lab(s) fail on the skeletons." in capsys.readouterr().out
 
 

@@ -32,6 +32,14 @@ SECOND_LAB_TESTS = '''
 SECOND_LAB_GOOD = 'VALUE = 42\nNAME = "more"\n'
 
 
+def _with_a_good_second_lab(course) -> None:
+    """Lab 01's graded suite (its module is the test's) beside a correct Lab 02, which must score
+    in full whatever Lab 01's module does."""
+    course.tests("lab01_demo", DEMO_TESTS)
+    course.module("lab02_more", "more", SECOND_LAB_GOOD)
+    course.tests("lab02_more", SECOND_LAB_TESTS)
+
+
 def _statuses(path) -> dict[str, str]:
     data = json.loads(path.read_text())
     return {
@@ -63,9 +71,7 @@ def test_an_endless_loop_costs_only_that_test(course):
             return 2 * x
         """,
     )
-    course.tests("lab01_demo", DEMO_TESTS)
-    course.module("lab02_more", "more", SECOND_LAB_GOOD)
-    course.tests("lab02_more", SECOND_LAB_TESTS)
+    _with_a_good_second_lab(course)
     result = course.pytester.runpytest(
         "labs", "--labs-dir", "labs", "--timeout", "2", "--grade-json", "r.json"
     )
@@ -118,9 +124,7 @@ def test_an_import_error_fails_only_its_lab_and_names_file_and_line(course):
         RESULT = add(1, undefined_name)
         """,
     )
-    course.tests("lab01_demo", DEMO_TESTS)
-    course.module("lab02_more", "more", SECOND_LAB_GOOD)
-    course.tests("lab02_more", SECOND_LAB_TESTS)
+    _with_a_good_second_lab(course)
     result = course.pytester.runpytest("labs", "--labs-dir", "labs", "--grade-json", "r.json")
     result.assert_outcomes(passed=3, errors=3)
     result.stdout.fnmatch_lines(
@@ -167,9 +171,7 @@ def test_a_missing_module_and_exit_at_import_are_reported(course):
 def test_an_endless_loop_at_import_costs_only_that_lab(course):
     """A module that never finishes importing times out once; the lab's tests fail, others run."""
     course.module("lab01_demo", "demo", "while True:\n    pass\n")
-    course.tests("lab01_demo", DEMO_TESTS)
-    course.module("lab02_more", "more", SECOND_LAB_GOOD)
-    course.tests("lab02_more", SECOND_LAB_TESTS)
+    _with_a_good_second_lab(course)
     result = course.pytester.runpytest(
         "labs", "--labs-dir", "labs", "--timeout", "1", "--grade-json", "r.json"
     )
@@ -195,9 +197,7 @@ def test_a_crash_costs_only_its_lab(course, tmp_path):
             os._exit(13)
         """,
     )
-    course.tests("lab01_demo", DEMO_TESTS)
-    course.module("lab02_more", "more", SECOND_LAB_GOOD)
-    course.tests("lab02_more", SECOND_LAB_TESTS)
+    _with_a_good_second_lab(course)
     out = tmp_path / "reports"
     assert grade.main(["--tests-root", str(course.root / "labs"), "--out", str(out)]) == 0
     results = out / "results.json"

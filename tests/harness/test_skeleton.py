@@ -13,7 +13,8 @@ import pytest
 from harness.grading import skeleton
 from harness.runtime.config import ROOT
 
-SOLUTION = textwrap.dedent(
+# Given code: the same in the solution and in the skeleton.
+GIVEN = textwrap.dedent(
     '''
     """Lab 03 sample module: given code, answers inside markers."""
 
@@ -38,6 +39,13 @@ SOLUTION = textwrap.dedent(
         return x * 2
 
 
+    '''
+).lstrip()
+
+SOLUTION = (
+    GIVEN
+    + textwrap.dedent(
+        '''
     def clean(values: list[int]) -> Result:
         """Keep values up to LIMIT; count the rest."""
         # BEGIN SOLUTION (part B)
@@ -68,33 +76,13 @@ SOLUTION = textwrap.dedent(
         return len(values)
         # END SOLUTION
     '''
-).lstrip()
+    ).lstrip()
+)
 
-EXPECTED_BODY = textwrap.dedent(
-    '''
-    """Lab 03 sample module: given code, answers inside markers."""
-
-    from __future__ import annotations
-
-    import math
-    from dataclasses import dataclass
-
-    LIMIT = 10  # a given constant
-
-
-    @dataclass
-    class Result:
-        """What clean() returns."""
-
-        kept: list[int]
-        rejected: int
-
-
-    def given_helper(x: int) -> int:
-        """Students get this one."""
-        return x * 2
-
-
+EXPECTED_BODY = (
+    GIVEN
+    + textwrap.dedent(
+        '''
     def clean(values: list[int]) -> Result:
         """Keep values up to LIMIT; count the rest."""
         raise NotImplementedError("Lab 03, part B: clean() — see labs/lab03_sample/README.md")
@@ -119,7 +107,8 @@ EXPECTED_BODY = textwrap.dedent(
             "Lab 03: a_function_whose_name_is_long_enough_to_wrap_the_raise() — see labs/lab03_sample/README.md"
         )
     '''
-).lstrip()
+    ).lstrip()
+)
 
 
 def _render(source: str) -> str:

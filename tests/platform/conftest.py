@@ -3,10 +3,14 @@
 The native stack's manager (`harness.ops.stack`: pid files, ports, restarts) and a job whose executors
 must be processes of the *native* Spark worker test local processes that a docker or external stack
 does not have. With `STACK=docker` (e.g. CI's docker job) they are deselected, not skipped, and the
-run says so; every other platform test runs against whichever stack is up.
+run says so; every other platform test runs against whichever stack is up. Fixtures more than one
+platform test uses live here too.
 """
 
 from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +22,15 @@ NATIVE_ONLY = {
     "test_spark.py::test_job_on_standalone_cluster": "executors must be the native worker's processes",
 }
 _left_out: list[str] = []
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A plain TCP socket listening on 127.0.0.1 in this test process; yields its port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
 
 
 def _native_only(item: pytest.Item) -> str | None:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -19,6 +18,7 @@ import requests
 from harness.ops.airflow_stack import DAG_ID, HEALTH_PATH
 from harness.ops.ports import free_port
 from harness.runtime.config import ROOT
+from harness.runtime.waits import wait_quietly
 
 START_TIMEOUT_S = 600  # a busy 2-core machine needs minutes; a quiet one about 70 s
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -46,17 +46,22 @@ def test_make_airflow_serves_the_dag(tmp_path) -> None:
             argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     health, dag = None, None
+
+    def ready_or_exited() -> bool:
+        nonlocal health, dag
+        if process.poll() is not None:
+            return True  # the assertions below say that it exited
+        response = _get(base + HEALTH_PATH)
+        if response is None or not response.ok:
+            return False
+        health = response.json()
+        if not all(health.get(c, {}).get("status") == "healthy" for c in COMPONENTS):
+            return False
+        dag = _get(f"{base}/api/v2/dags/{DAG_ID}")
+        return dag is not None and dag.ok
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and process.poll() is None:
-            response = _get(base + HEALTH_PATH)
-            if response is not None and response.ok:
-                health = response.json()
-                if all(health.get(c, {}).get("status") == "healthy" for c in COMPONENTS):
-                    dag = _get(f"{base}/api/v2/dags/{DAG_ID}")
-                    if dag is not None and dag.ok:
-                        break
-            time.sleep(3)
+        wait_quietly(ready_or_exited, START_TIMEOUT_S, every=3)
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
         assert process.poll() is None, f"airflow standalone exited ({process.returncode}):\n{tail}"
         assert health is not None, (
@@ -76,13 +81,14 @@ def test_make_airflow_serves_the_dag(tmp_path) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
+
         # The children (scheduler, API server…) are in the same group: make sure none is left.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def group_gone() -> bool:
             try:
                 os.killpg(process.pid, 0)
             except ProcessLookupError:
-                break
-            time.sleep(2)
-        else:
+                return True
+            return False
+
+        if not wait_quietly(group_gone, 60, every=2):
             os.killpg(process.pid, signal.SIGKILL)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from harness.runtime.config import ROOT
+from harness.runtime.waits import wait_quietly
 
 SECTIONS = ("kafka", "clickhouse")
 
@@ -98,10 +98,7 @@ def test_markdown_report_lists_the_sections(results):
 
 def test_nothing_named_bench_is_left_behind(results, before):
     """The benchmarks remove the topics and MinIO objects they create."""
-    deadline = time.monotonic() + 15  # a deleted topic may linger briefly in the metadata
-    while True:
-        new = bench_leftovers() - before
-        if not new or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    # A deleted topic may linger briefly in the metadata.
+    wait_quietly(lambda: not (bench_leftovers() - before), timeout=15)
+    new = bench_leftovers() - before
     assert not new, f"the bench run left these behind: {sorted(new)[:10]}"

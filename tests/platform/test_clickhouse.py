@@ -286,6 +286,22 @@ def test_bad_query_raises_clickhouse_error(ch):
     assert "Multi-statements are not allowed" in str(multi.value)
 
 
+def test_large_result_streams_and_a_stream_left_early_frees_the_server(ch):
+    """A result of millions of rows arrives whole; a stream the client leaves early, or one that
+    fails half-way (an error after the first blocks, in the body), does not block the next query."""
+    n = 2_000_000
+    numbers = ch.query_np(f"SELECT number FROM numbers({n})")
+    assert len(numbers) == n and int(numbers[:, 0].sum()) == n * (n - 1) // 2
+    with ch.query_row_block_stream("SELECT number FROM numbers(100000000)") as stream:
+        first = next(iter(stream))
+    assert first[0] == (0,)
+    assert ch.command("SELECT 42") == 42
+    with pytest.raises(DatabaseError) as failed:
+        ch.query(f"SELECT throwIf(number = {n - 10}) FROM numbers({n})").result_rows  # noqa: B018
+    assert "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO" in str(failed.value)
+    assert ch.command("SELECT 43") == 43
+
+
 def test_concurrent_clients_share_one_database(ch, names):
     """Several clients in parallel threads write to and read from the same database."""
     table = names()

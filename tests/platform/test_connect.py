@@ -9,23 +9,22 @@ are removed. Services are reached only through `harness.runtime.config` / `harne
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
-from confluent_kafka import Consumer, KafkaError
 
+from harness.grading.testkit import read_topic
 from harness.runtime.config import endpoints
 from harness.runtime.services import (
     ServiceUnavailable,
     kafka_admin,
-    kafka_config,
     pg_connect,
     require,
 )
+from harness.runtime.waits import WaitTimeout, wait_quietly, wait_until
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 RUNNING_WAIT_S = 60.0
@@ -89,28 +88,24 @@ def names(connect_url: str) -> Iterator[CdcNames]:
 
 
 def _cleanup(connect_url: str, n: CdcNames) -> None:
-    requests.delete(f"{connect_url}/connectors/{n.connector}", timeout=30)
-    deadline = time.monotonic() + CLEANUP_WAIT_S
-    while time.monotonic() < deadline:
-        if requests.get(f"{connect_url}/connectors/{n.connector}", timeout=10).status_code == 404:
-            break
-        time.sleep(0.5)
+    url = f"{connect_url}/connectors/{n.connector}"
+    requests.delete(url, timeout=30)
+    wait_quietly(lambda: requests.get(url, timeout=10).status_code == 404, CLEANUP_WAIT_S, 0.5)
     with pg_connect() as pg:
+
+        def slot_released() -> bool:
+            query = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s"
+            row = pg.execute(query, (n.slot,)).fetchone()
+            return row is None or row[0] is None
+
         # The task releases the slot shortly after the connector is deleted; wait for that.
-        while time.monotonic() < deadline:
-            row = pg.execute(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (n.slot,)
-            ).fetchone()
-            if row is None or row[0] is None:
-                break
-            time.sleep(0.5)
-        else:
+        if not wait_quietly(slot_released, CLEANUP_WAIT_S, 0.5):
             pg.execute(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
                 "WHERE slot_name = %s AND active_pid IS NOT NULL",
                 (n.slot,),
             )
-            time.sleep(1)
+            wait_quietly(slot_released, 10, 0.5)
         pg.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s",
@@ -154,37 +149,32 @@ def connector_config(n: CdcNames) -> dict[str, str]:
 
 def wait_running(connect_url: str, name: str) -> dict:
     """Poll the connector's status until it and its task run; fail at once on FAILED."""
-    deadline = time.monotonic() + RUNNING_WAIT_S
-    status: dict = {}
-    while time.monotonic() < deadline:
+
+    def running() -> dict | None:
         response = requests.get(f"{connect_url}/connectors/{name}/status", timeout=10)
-        if response.ok:
-            status = response.json()
-            states = [status["connector"]["state"]] + [t["state"] for t in status["tasks"]]
-            if "FAILED" in states:
-                traces = [status["connector"].get("trace")] + [
-                    t.get("trace") for t in status["tasks"]
-                ]
-                detail = next((t for t in traces if t), "")
-                raise AssertionError(f"connector {name} FAILED: {detail[:2000]}")
-            if status["tasks"] and all(s == "RUNNING" for s in states):
-                return status
-        time.sleep(0.5)
-    raise AssertionError(f"connector {name} not RUNNING within {RUNNING_WAIT_S:.0f} s: {status}")
+        if not response.ok:
+            return None
+        status = response.json()
+        states = [status["connector"]["state"]] + [t["state"] for t in status["tasks"]]
+        if "FAILED" in states:
+            traces = [status["connector"].get("trace")] + [t.get("trace") for t in status["tasks"]]
+            detail = next((t for t in traces if t), "")
+            raise AssertionError(f"connector {name} FAILED: {detail[:2000]}")
+        return status if status["tasks"] and all(s == "RUNNING" for s in states) else None
+
+    return wait_until(running, f"connector {name} RUNNING", RUNNING_WAIT_S, 0.5, AssertionError)
 
 
 def wait_slot(slot: str) -> None:
     """Wait until Debezium's replication slot exists, so later changes are kept for it."""
-    deadline = time.monotonic() + RUNNING_WAIT_S
     with pg_connect() as pg:
-        while time.monotonic() < deadline:
-            row = pg.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is not None and row[0]:
-                return
-            time.sleep(0.5)
-    raise AssertionError(f"replication slot {slot} not active within {RUNNING_WAIT_S:.0f} s")
+
+        def active() -> bool:
+            query = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
+            row = pg.execute(query, (slot,)).fetchone()
+            return row is not None and row[0]
+
+        wait_until(active, f"replication slot {slot} active", RUNNING_WAIT_S, 0.5, AssertionError)
 
 
 def unwrap(value: bytes) -> dict:
@@ -197,44 +187,17 @@ def unwrap(value: bytes) -> dict:
 
 def first_event(topic: str, accept) -> dict:
     """The first event on `topic` (read from the start) for which `accept(payload)` holds."""
-    consumer = Consumer(
-        kafka_config(
-            **{
-                "group.id": f"pt-cdc-reader-{uuid.uuid4().hex[:10]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "topic.metadata.refresh.interval.ms": 1000,
-            }
-        )
-    )
-    consumer.subscribe([topic])
     seen: list[dict] = []
-    deadline = time.monotonic() + EVENT_WAIT_S
+
+    def matching() -> dict | None:
+        # The topic appears with the first event; until then it reads as empty.
+        seen[:] = [unwrap(m.value()) for m in read_topic(topic, missing_ok=True) if m.value()]
+        return next((payload for payload in seen if accept(payload)), None)
+
     try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                # The topic appears with the first event; until then the broker says "unknown".
-                if msg.error().code() in (
-                    KafkaError._PARTITION_EOF,
-                    KafkaError.UNKNOWN_TOPIC_OR_PART,
-                    KafkaError._UNKNOWN_TOPIC,
-                ):
-                    continue
-                raise AssertionError(f"consumer error on {topic}: {msg.error()}")
-            if msg.value() is None:  # tombstone
-                continue
-            payload = unwrap(msg.value())
-            seen.append(payload)
-            if accept(payload):
-                return payload
-    finally:
-        consumer.close()
-    raise AssertionError(
-        f"no matching change event on {topic} within {EVENT_WAIT_S:.0f} s; saw {seen[:3]}"
-    )
+        return wait_until(matching, f"a matching change event on {topic}", EVENT_WAIT_S, 0.5)
+    except WaitTimeout:
+        raise AssertionError(f"no matching change event on {topic}; saw {seen[:3]}") from None
 
 
 def test_debezium_insert_becomes_change_event(connect_url: str, names: CdcNames) -> None:

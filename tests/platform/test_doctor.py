@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,15 +49,6 @@ def lines_with(output: str, *needles: str) -> list[str]:
     return [line for line in output.splitlines() if all(n in line for n in needles)]
 
 
-@pytest.fixture
-def occupied_port() -> Iterator[int]:
-    """A port held by a plain listening socket of this (pytest) process."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 # ------------------------------------------------------------------ doctor
 def test_doctor_healthy_exit_zero() -> None:
     """On this machine (stack up or down) the doctor finds nothing blocking and exits 0."""
@@ -75,13 +65,13 @@ def test_doctor_healthy_exit_zero() -> None:
     assert "Ready for the labs" in out or "All good" in out, out
 
 
-def test_doctor_port_taken_by_another_program(occupied_port: int) -> None:
+def test_doctor_port_taken_by_another_program(listening: int) -> None:
     """A stack port held by another program: FAIL naming the port, the program and the variable."""
-    result = run_module("harness.ops.doctor", POSTGRES_PORT=str(occupied_port))
+    result = run_module("harness.ops.doctor", POSTGRES_PORT=str(listening))
     out = result.stdout
     assert result.returncode != 0, out
-    failing = lines_with(out, "FAIL", str(occupied_port), "POSTGRES_PORT")
-    assert failing, f"no FAIL line for port {occupied_port}:\n{out}"
+    failing = lines_with(out, "FAIL", str(listening), "POSTGRES_PORT")
+    assert failing, f"no FAIL line for port {listening}:\n{out}"
     line = failing[0]
     assert f"pid {os.getpid()}" in line, line
     assert "python" in line or "pytest" in line, line

@@ -7,16 +7,17 @@ reached only through `harness.runtime.services` (a missing broker raises `Servic
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from harness.grading.testkit import read_topic
 from harness.runtime.config import endpoints
 from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
+from harness.runtime.waits import wait_until
 
 WAIT_S = 30.0
 
@@ -51,42 +52,12 @@ def topics(admin: AdminClient) -> Iterator[list[str]]:
 def _create_topic(admin: AdminClient, name: str, partitions: int) -> None:
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     futures[name].result(timeout=15)
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+
+    def shown() -> bool:
         meta = admin.list_topics(topic=name, timeout=5).topics.get(name)
-        if meta is not None and meta.error is None and len(meta.partitions) == partitions:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"topic {name} did not show {partitions} partitions within {WAIT_S:.0f} s")
+        return meta is not None and meta.error is None and len(meta.partitions) == partitions
 
-
-def _drain(topic: str, expected: int) -> list:
-    """Consume `topic` from the beginning until `expected` messages arrived or time runs out."""
-    consumer = Consumer(
-        kafka_config(
-            **{
-                "group.id": _unique("pt_group"),
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-    )
-    consumer.subscribe([topic])
-    received = []
-    deadline = time.monotonic() + WAIT_S
-    try:
-        while len(received) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise AssertionError(f"consumer error on {topic}: {msg.error()}")
-            received.append(msg)
-    finally:
-        consumer.close()
-    return received
+    wait_until(shown, f"topic {name} showing {partitions} partitions", WAIT_S, 0.2, AssertionError)
 
 
 def _produce(topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -115,7 +86,7 @@ def test_produce_consume_round_trip(admin: AdminClient, topics: list[str]) -> No
     ]
 
     _produce(topic, records)
-    received = _drain(topic, expected=len(records))
+    received = read_topic(topic)
 
     got = [(m.key(), m.value()) for m in received]
     assert got == records, f"expected the 20 produced records in order, got {len(got)}: {got[:3]}"
@@ -134,7 +105,7 @@ def test_topic_with_three_partitions(admin: AdminClient, topics: list[str]) -> N
 
     records = [(f"aircraft-{i}".encode(), str(i).encode()) for i in range(60)]
     _produce(topic, records)
-    received = _drain(topic, expected=len(records))
+    received = read_topic(topic)
 
     assert sorted(m.value() for m in received) == sorted(v for _, v in records)
     by_key: dict[bytes, set[int]] = {}

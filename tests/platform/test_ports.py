@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.ops import ports
-
-
-@pytest.fixture
-def listening() -> Iterator[int]:
-    """A plain TCP socket listening on 127.0.0.1 in this test process; yields its port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_port_owner_finds_this_process(listening: int) -> None:

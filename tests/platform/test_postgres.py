@@ -6,13 +6,13 @@ Every table has a unique name and is dropped afterwards. The server is reached o
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from psycopg import sql
 
 from harness.runtime.config import endpoints
 from harness.runtime.services import pg_connect
+from harness.runtime.waits import wait_quietly
 
 
 def test_row_round_trip() -> None:
@@ -79,15 +79,13 @@ def test_logical_slot_decodes_an_insert() -> None:
             )
             # Decoding sees WAL once it is flushed (asynchronous commit: within a fraction of a s).
             changes: list[str] = []
-            deadline = time.monotonic() + 15
-            while not any(table in c for c in changes) and time.monotonic() < deadline:
-                time.sleep(0.2)
-                changes += [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, NULL)", (slot,)
-                    )
-                ]
+
+            def decoded() -> bool:
+                query = "SELECT data FROM pg_logical_slot_get_changes(%s, NULL, NULL)"
+                changes.extend(r[0] for r in conn.execute(query, (slot,)))
+                return any(table in c for c in changes)
+
+            wait_quietly(decoded, timeout=15)  # the assertion below says what is missing
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka import Consumer
 
+from harness.grading.testkit import read_topic
 from harness.ops import cdc_setup
 from harness.runtime.config import ROOT, endpoints
-from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config, pg_connect
+from harness.runtime.services import ServiceUnavailable, kafka_admin, pg_connect
+from harness.runtime.waits import wait_quietly, wait_until
 
 SCRIPT = ROOT / "scripts" / "setup_debezium.sh"
 PLATFORM_CONFIG = ROOT / "infra" / "debezium" / "opensky-postgres.json"
@@ -65,13 +66,13 @@ def scratch(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield names
     requests.delete(f"{url}/connectors/{names['connector']}", timeout=10)
     with pg_connect() as conn:
-        for _ in range(50):  # the slot is released shortly after the task stops
-            active = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (names["slot"],)
-            ).fetchone()
-            if not active or not active[0]:
-                break
-            time.sleep(0.2)
+
+        def released() -> bool:
+            query = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
+            active = conn.execute(query, (names["slot"],)).fetchone()
+            return not active or not active[0]
+
+        wait_quietly(released, timeout=10)  # the slot is released shortly after the task stops
         conn.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s AND NOT active",
@@ -115,22 +116,11 @@ def test_fresh_stack_tables_are_created_and_captured(scratch):
             "flight_count, state_vectors) VALUES ('Switzerland', '2021-10-07', 12, 3, 30)"
         )
     topic = f"{scratch['prefix']}.{schema}.flight_statistics"
-    consumer = Consumer(
-        kafka_config(
-            **{"group.id": f"test-setup-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
-        )
-    )
-    consumer.subscribe([topic])
-    events = []
-    deadline = time.monotonic() + 60
-    try:
-        while not events and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and not msg.error() and msg.value():
-                events.append(json.loads(msg.value()))
-    finally:
-        consumer.close()
-    assert events, f"no change event on {topic} within 60 s"
+
+    def change_events() -> list[dict]:
+        return [json.loads(m.value()) for m in read_topic(topic, missing_ok=True) if m.value()]
+
+    events = wait_until(change_events, f"a change event on {topic}", 60, error=AssertionError)
     assert events[0]["op"] in ("c", "r") and events[0]["after"]["origin_country"] == "Switzerland"
 
     again = run_script(scratch["config"])

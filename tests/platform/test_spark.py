@@ -11,7 +11,6 @@ import io
 import json
 import subprocess
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from harness.ops.stack.spark_cluster import SparkMaster, SparkWorker
 from harness.runtime.config import endpoints
 from harness.runtime.services import ServiceUnavailable, minio_client, pg_connect, port_open
 from harness.runtime.spark import spark_jars, spark_submit_command, spark_submit_conf
+from harness.runtime.waits import wait_until
 
 ROWS = [
     {"icao24": "3c6444", "origin_country": "Germany", "velocity": 231.5},
@@ -226,12 +226,9 @@ def test_cluster_web_ui_lists_the_worker() -> None:
         raise ServiceUnavailable("Spark master", master.endpoint)
     import urllib.request
 
-    deadline = time.monotonic() + 10
-    alive = []
-    while not alive and time.monotonic() < deadline:
+    def alive_workers() -> list[dict]:
         with urllib.request.urlopen(master.status_url, timeout=5) as response:
-            state = json.load(response)
-        alive = [w for w in state["workers"] if w["state"] == "ALIVE"]
-        time.sleep(0.5)
-    assert alive, f"no ALIVE worker in {state['workers']}"
+            return [w for w in json.load(response)["workers"] if w["state"] == "ALIVE"]
+
+    alive = wait_until(alive_workers, "an ALIVE worker on the Spark master's status page", 10)
     assert alive[0]["cores"] == int(SparkWorker().cores)

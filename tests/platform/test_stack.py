@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.ops.stack import manager
-from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, fetch_jars, jars_complete
+from harness.ops.stack.jars import fetch_jars, jars_installed
+from harness.ops.stack.spark_cluster import SPARK_JARS_DIR, jars_complete
 from harness.runtime.config import ROOT
 
 SERVICES = [cls.name for cls in manager.SERVICE_CLASSES]
@@ -199,21 +200,21 @@ SMALL_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 
 def test_truncated_jar_is_detected_and_fetched_again(tmp_path: Path) -> None:
     """A truncated jar (an interrupted download) fails verification and the next fetch repairs it
-    (the same code fetches Spark's jars; a one-jar pom keeps the test quick)."""
+    (the same code fetches every service's jars; a one-jar pom keeps the test quick)."""
     assert jars_complete(), f"the Spark jars in {SPARK_JARS_DIR} are not complete: run make setup"
     pom = tmp_path / "pom.xml"
     pom.write_text(SMALL_POM)
-    dest = tmp_path / "jars"
-    fetch_jars(dest, pom)
-    assert jars_complete(dest, pom)
+    dest = tmp_path / "jars" / "small"
+    fetch_jars(pom, dest)
+    assert jars_installed(pom, dest)
     victim = next(dest.glob("postgresql-*.jar"))
     size = victim.stat().st_size
     with open(victim, "r+b") as fh:
         fh.truncate(size // 2)
-    assert not jars_complete(dest, pom), "a truncated jar was not noticed"
-    fetch_jars(dest, pom)
-    assert jars_complete(dest, pom) and victim.stat().st_size == size
-    assert not list(tmp_path.glob("*.partial")), "a scratch folder was left behind"
+    assert not jars_installed(pom, dest), "a truncated jar was not noticed"
+    fetch_jars(pom, dest)
+    assert jars_installed(pom, dest) and victim.stat().st_size == size
+    assert not list(tmp_path.glob(".*partial*")), "a scratch folder was left behind"
 
 
 def test_postgres_data_dir_reachable_by_the_postgres_user(tmp_path: Path) -> None:

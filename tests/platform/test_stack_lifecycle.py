@@ -13,13 +13,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from harness.ops.stack import manager
 from harness.runtime.config import ROOT
 from harness.runtime.services import port_open
+from harness.runtime.waits import wait_quietly
 
 CYCLED = os.environ.get("STACK_LIFECYCLE_SERVICES", "").split() or [
     cls.name for cls in manager.SERVICE_CLASSES
@@ -67,9 +67,7 @@ def test_killed_service_is_noticed_and_restarted() -> None:
     pid = manager.owned_pid(worker)
     assert pid is not None, "the Spark worker is not running: start the stack with `make up`"
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while worker.pid() is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_quietly(lambda: worker.pid() is None, timeout=10)  # `status` below checks it is down
     status = stack_cli("status")
     assert status.returncode == 1, f"status should fail while a service is down:\n{status.stdout}"
     assert status_rows(status.stdout)["spark-worker"][1] == "down"

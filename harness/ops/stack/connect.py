@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from harness.ops.stack.base import JARS_DIR, Service, StackError, java
+from harness.ops.stack.base import JARS_DIR, Service, StackError
+from harness.ops.stack.jars import fetch_jars, jars_installed
 from harness.ops.stack.kafka import (
     KafkaBroker,
-    classpath,
-    fetch_jars,
-    jars_installed,
-    jvm_options,
+    java_command,
     write_log4j2,
     write_properties,
 )
@@ -55,19 +52,9 @@ class KafkaConnect(Service):
         self.port = int(setting("CONNECT_PORT", "8083"))
         self.kafka_version = setting("KAFKA_VERSION", "4.1.1")
         self.debezium_version = setting("DEBEZIUM_VERSION", "3.6.0.Final")
-
-    # ---- paths
-    @property
-    def jars_dir(self) -> Path:
-        return JARS_DIR / "connect"
-
-    @property
-    def config_file(self) -> Path:
-        return self.data_dir / "connect-distributed.properties"
-
-    @property
-    def log4j_file(self) -> Path:
-        return self.data_dir / "log4j2.properties"
+        self.jars_dir = JARS_DIR / "connect"
+        self.config_file = self.data_dir / "connect-distributed.properties"
+        self.log4j_file = self.data_dir / "log4j2.properties"
 
     @property
     def url(self) -> str:
@@ -161,16 +148,8 @@ class KafkaConnect(Service):
         )
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [
-            java(),
-            "-server",
-            *jvm_options("512m", "128m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "org.apache.kafka.connect.cli.ConnectDistributed",
-            str(self.config_file),
-        ]
-        return argv, {}
+        main = "org.apache.kafka.connect.cli.ConnectDistributed"
+        return java_command(self, ("512m", "128m"), main, str(self.config_file)), {}
 
     # ---- health
     def _get(self, path: str, timeout: float = 3.0):

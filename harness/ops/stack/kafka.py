@@ -7,170 +7,34 @@ and the cluster id live in `.stack/data/kafka`; the storage is formatted once.
 from __future__ import annotations
 
 import base64
-import hashlib
-import shutil
 import subprocess
 import uuid
-import zipfile
 from pathlib import Path
 
-from harness.ops.stack.base import (
-    JARS_DIR,
-    Service,
-    StackError,
-    java,
-    log,
-    restore_from_user_cache,
-    save_to_user_cache,
-)
+from harness.ops.stack.base import JARS_DIR, Service, StackError, java
+from harness.ops.stack.jars import fetch_jars, jars_installed
 from harness.runtime.config import ROOT, setting
 from harness.runtime.services import port_open
 
 KAFKA_POM = ROOT / "infra" / "native" / "kafka" / "pom.xml"
-INSTALLED_MARKER = ".installed"
-MAVEN_ATTEMPTS = 3
 
 
-# ---------------------------------------------------------------- jars from Maven Central
-def _fingerprint(pom: Path, properties: dict[str, str]) -> str:
-    """Identifies one resolution: the pom's content plus the `-D` properties given to Maven."""
-    digest = hashlib.sha256(pom.read_bytes())
-    for key, value in sorted(properties.items()):
-        digest.update(f"\n{key}={value}".encode())
-    return digest.hexdigest()
-
-
-def jars_installed(pom: Path, dest: Path, properties: dict[str, str] | None = None) -> bool:
-    """True when `dest` holds a verified copy of `pom`'s dependencies for these properties."""
-    marker = dest / INSTALLED_MARKER
-    try:
-        return marker.read_text().strip() == _fingerprint(pom, properties or {})
-    except OSError:
-        return False
-
-
-def broken_jars(directory: Path) -> list[Path]:
-    """Jars in `directory` that are not complete zip files (truncated or corrupt downloads)."""
-    bad = []
-    for jar in sorted(directory.glob("*.jar")):
-        try:
-            with zipfile.ZipFile(jar) as zf:
-                if zf.testzip() is not None:
-                    bad.append(jar)
-        except (zipfile.BadZipFile, OSError, EOFError):
-            bad.append(jar)
-    return bad
-
-
-def _local_repository() -> Path:
-    return Path.home() / ".m2" / "repository"
-
-
-def _forget_cached(jar_name: str) -> None:
-    """Delete a jar (and its checksums) from the local Maven repository so it is fetched again."""
-    repo = _local_repository()
-    if not repo.exists():
-        return
-    for cached in repo.rglob(jar_name):
-        for sibling in cached.parent.glob(cached.name + "*"):
-            sibling.unlink(missing_ok=True)
-        # Maven's record of where the file came from; without the file it is stale anyway.
-        (cached.parent / "_remote.repositories").unlink(missing_ok=True)
-
-
-def fetch_jars(
-    pom: Path,
-    dest: Path,
-    properties: dict[str, str] | None = None,
-    required: tuple[str, ...] = (),
-) -> None:
-    """Copy every dependency of `pom` into `dest` (replacing it), verifying each jar.
-
-    `properties` override the pom's `<properties>` (versions come from infra/.env). Maven runs
-    with strict checksums; a jar that still fails a zip test (truncated download) is removed from
-    the local repository and fetched again, up to `MAVEN_ATTEMPTS` times.
-    """
-    properties = properties or {}
-    cache_key = f"jars/{dest.name}-{_fingerprint(pom, properties)[:16]}"
-    if restore_from_user_cache(
-        cache_key, dest, lambda: jars_installed(pom, dest, properties) and not broken_jars(dest)
-    ):
-        return
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError(
-            "Maven (`mvn`, 3.8 or newer) is needed to fetch the Kafka jars; install it."
-        )
-    # Staged outside `dest`'s folder: a half-filled directory must never sit in a plugin path.
-    partial = JARS_DIR / ".partial" / dest.name
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        _fetch_into(mvn, pom, partial, properties, required)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(dest, ignore_errors=True)
-    partial.rename(dest)
-    save_to_user_cache(cache_key, dest)
-
-
-def _fetch_into(
-    mvn: str, pom: Path, partial: Path, properties: dict[str, str], required: tuple[str, ...]
-) -> None:
-    argv = [
-        mvn,
-        "-q",
-        "-B",
-        "--strict-checksums",
-        "-f",
-        str(pom),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={partial}",
-        *(f"-D{key}={value}" for key, value in sorted(properties.items())),
-    ]
-    bad: list[Path] = []
-    for attempt in range(1, MAVEN_ATTEMPTS + 1):
-        log(f"fetching jars for {pom.relative_to(ROOT)} (attempt {attempt}) ...")
-        result = subprocess.run(argv, capture_output=True, text=True)
-        if result.returncode != 0:
-            output = (result.stdout + result.stderr).strip().splitlines()
-            raise StackError(
-                f"Maven could not resolve {pom}: is Maven Central reachable?\n"
-                + "\n".join(output[-25:])
-            )
-        bad = broken_jars(partial)
-        if not bad:
-            break
-        log(f"  {len(bad)} broken jar(s), fetching again: {', '.join(p.name for p in bad)}")
-        for jar in bad:
-            jar.unlink(missing_ok=True)
-            _forget_cached(jar.name)
-    if bad:
-        raise StackError(
-            f"jars still broken after {MAVEN_ATTEMPTS} downloads: {', '.join(p.name for p in bad)}"
-        )
-    missing = [name for name in required if not (partial / name).exists()]
-    if missing:
-        raise StackError(f"{pom} did not bring {', '.join(missing)}; check the pom's versions.")
-    (partial / INSTALLED_MARKER).write_text(_fingerprint(pom, properties) + "\n")
-
-
-def classpath(directory: Path) -> str:
-    return str(directory / "*")
-
-
-def jvm_options(heap_max: str, heap_min: str, log4j_config: Path) -> list[str]:
-    """JVM flags shared by the broker and the Connect worker."""
+def java_command(service: Service, heap: tuple[str, str], main: str, *args: str) -> list[str]:
+    """A JVM running `main` on the service's jars (`jars_dir`) and log4j2 file (`log4j_file`),
+    with the flags the broker and the Connect worker share; `heap` is (max, initial)."""
     return [
-        f"-Xmx{heap_max}",
-        f"-Xms{heap_min}",
+        java(),
+        f"-Xmx{heap[0]}",
+        f"-Xms{heap[1]}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j_config}",
+        f"-Dlog4j2.configurationFile={service.log4j_file}",
+        "-cp",
+        str(service.jars_dir / "*"),
+        main,
+        *args,
     ]
 
 
@@ -216,27 +80,11 @@ class KafkaBroker(Service):
         self.port = int(setting("KAFKA_PORT", "9092"))
         self.controller_port = int(setting("KAFKA_CONTROLLER_PORT", "9093"))
         self.version = setting("KAFKA_VERSION", "4.1.1")
-
-    # ---- paths
-    @property
-    def jars_dir(self) -> Path:
-        return JARS_DIR / "kafka"
-
-    @property
-    def config_file(self) -> Path:
-        return self.data_dir / "server.properties"
-
-    @property
-    def log4j_file(self) -> Path:
-        return self.data_dir / "log4j2.properties"
-
-    @property
-    def log_dirs(self) -> Path:
-        return self.data_dir / "kraft-logs"
-
-    @property
-    def cluster_id_file(self) -> Path:
-        return self.data_dir / "cluster.id"
+        self.jars_dir = JARS_DIR / "kafka"
+        self.config_file = self.data_dir / "server.properties"
+        self.log4j_file = self.data_dir / "log4j2.properties"
+        self.log_dirs = self.data_dir / "kraft-logs"
+        self.cluster_id_file = self.data_dir / "cluster.id"
 
     # ---- install
     def maven_properties(self) -> dict[str, str]:
@@ -310,19 +158,8 @@ class KafkaBroker(Service):
         self.cluster_id_file.write_text(cid + "\n")
         if (self.log_dirs / "meta.properties").exists():
             return
-        argv = [
-            java(),
-            *jvm_options("256m", "64m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cid,
-            "-c",
-            str(self.config_file),
-            "--ignore-formatted",
-        ]
+        storage = ("format", "-t", cid, "-c", str(self.config_file), "--ignore-formatted")
+        argv = java_command(self, ("256m", "64m"), "kafka.tools.StorageTool", *storage)
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             raise StackError(
@@ -330,16 +167,7 @@ class KafkaBroker(Service):
             )
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [
-            java(),
-            "-server",
-            *jvm_options("512m", "256m", self.log4j_file),
-            "-cp",
-            classpath(self.jars_dir),
-            "kafka.Kafka",
-            str(self.config_file),
-        ]
-        return argv, {}
+        return java_command(self, ("512m", "256m"), "kafka.Kafka", str(self.config_file)), {}
 
     # ---- health
     def healthy(self) -> bool:

@@ -29,7 +29,7 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _pg_bin_dir() -> Path | None:
+def pg_bin_dir() -> Path | None:
     """Newest Debian PostgreSQL server binaries (`/usr/lib/postgresql/<ver>/bin`), or PG_BIN_DIR."""
     override = os.environ.get("PG_BIN_DIR")
     if override:
@@ -99,7 +99,7 @@ class Postgres(Service):
 
     @property
     def bin_dir(self) -> Path:
-        found = _pg_bin_dir()
+        found = pg_bin_dir()
         if found is None:
             raise StackError(
                 "PostgreSQL server binaries not found (looked in /usr/lib/postgresql/<version>/bin). "
@@ -109,7 +109,7 @@ class Postgres(Service):
 
     # ---- install
     def installed(self) -> bool:
-        return _pg_bin_dir() is not None and (not _is_root() or _os_user_exists())
+        return pg_bin_dir() is not None and (not _is_root() or _os_user_exists())
 
     def install(self) -> None:
         if self.installed():

@@ -9,31 +9,20 @@ which ship them to executors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
-from harness.ops.stack.base import (
-    JARS_DIR,
-    Service,
-    StackError,
-    log,
-    restore_from_user_cache,
-    save_to_user_cache,
-)
+from harness.ops.stack.base import JARS_DIR, Service, StackError, log
+from harness.ops.stack.jars import fetch_jars, jars_installed
 from harness.runtime.config import ROOT, STACK_DIR, setting
 from harness.runtime.services import port_open
 
 SPARK_POM = ROOT / "infra" / "native" / "spark" / "pom.xml"
 SPARK_JARS_DIR = JARS_DIR / "spark"
-MANIFEST = ".manifest.json"
 
 
 # ------------------------------------------------------------------ PySpark's installation
@@ -62,107 +51,15 @@ def _artifact(jar_name: str) -> str:
 
 
 # ------------------------------------------------------------------ the extra jars
-def _pom_digest(pom: Path) -> str:
-    return hashlib.sha256(pom.read_bytes()).hexdigest()
+def jars_complete() -> bool:
+    """True when `SPARK_JARS_DIR` holds what the last verified fetch of the Spark pom left there."""
+    return jars_installed(SPARK_POM, SPARK_JARS_DIR)
 
 
-def jar_ok(path: Path, thorough: bool = False) -> bool:
-    """The jar ends with a zip directory (cheap); `thorough` also checks every entry's CRC."""
-    try:
-        if not thorough:
-            return zipfile.is_zipfile(path)  # finds the end-of-directory record
-        with zipfile.ZipFile(path) as zf:
-            return zf.testzip() is None
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def jars_complete(dest: Path = SPARK_JARS_DIR, pom: Path = SPARK_POM) -> bool:
-    """True when `dest` holds exactly what the last verified fetch of `pom` left there."""
-    try:
-        manifest = json.loads((dest / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    if manifest.get("pom") != _pom_digest(pom):
-        return False
-    for name, size in manifest.get("jars", {}).items():
-        path = dest / name
-        if not path.is_file() or path.stat().st_size != size or not jar_ok(path):
-            return False
-    return bool(manifest.get("jars"))
-
-
-def fetch_jars(dest: Path = SPARK_JARS_DIR, pom: Path = SPARK_POM) -> list[Path]:
-    """Resolve `pom`'s runtime jars with Maven into `dest`, verified; resumable and idempotent.
-
-    Maven writes into a scratch folder next to `dest`; only a fully verified set replaces `dest`,
-    so an interrupted fetch never leaves a truncated jar where Spark looks. A jar that is broken in
-    Maven's local repository is deleted there and fetched again.
-    """
-    if jars_complete(dest, pom):
-        return sorted(dest.glob("*.jar"))
-    cache_key = f"jars/spark-{_pom_digest(pom)[:16]}"
-    if restore_from_user_cache(cache_key, dest, lambda: jars_complete(dest, pom)):
-        return sorted(dest.glob("*.jar"))
-    log(f"      mvn dependency:copy-dependencies -f {pom}")
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise StackError(
-            "Maven (`mvn`) is needed to fetch Spark's jars; install it (apt-get install maven)."
-        )
-    scratch = dest.with_name(dest.name + ".partial")
-    for _attempt in (1, 2):
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        argv = [
-            mvn,
-            "-q",
-            "-B",
-            "-C",  # fail on a checksum mismatch instead of warning
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={scratch}",
-            "-DincludeScope=runtime",
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise StackError(
-                f"Maven could not fetch Spark's jars ({' '.join(argv)}):\n"
-                + (result.stdout + result.stderr)[-3000:]
-            )
-        duplicates = pyspark_jar_names()
-        for jar in scratch.glob("*.jar"):
-            if _artifact(jar.name) in duplicates:
-                log(f"      {jar.name} is already in PySpark's jars: not added twice")
-                jar.unlink()
-        broken = [j for j in scratch.glob("*.jar") if not jar_ok(j, thorough=True)]
-        if not broken:
-            break
-        for jar in broken:
-            log(f"      {jar.name} is corrupt in Maven's local repository: fetching it again")
-            _forget_in_maven_repo(jar.name)
-    else:
-        raise StackError(f"jars still corrupt after a second fetch: {[j.name for j in broken]}")
-    manifest = {
-        "pom": _pom_digest(pom),
-        "jars": {j.name: j.stat().st_size for j in sorted(scratch.glob("*.jar"))},
-    }
-    (scratch / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    scratch.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    save_to_user_cache(cache_key, dest)
-    return sorted(dest.glob("*.jar"))
-
-
-def _forget_in_maven_repo(jar_name: str) -> None:
-    repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
-    for path in repo.rglob(jar_name):
-        shutil.rmtree(path.parent, ignore_errors=True)
+def fetch_spark_jars() -> list[Path]:
+    """The pom's jars into `SPARK_JARS_DIR`, without those PySpark already ships (never twice)."""
+    shipped = pyspark_jar_names()
+    return fetch_jars(SPARK_POM, SPARK_JARS_DIR, skip=lambda name: _artifact(name) in shipped)
 
 
 # ------------------------------------------------------------------ the cluster
@@ -221,7 +118,7 @@ class SparkMaster(Service):
             path = home / "bin" / script
             if path.exists() and not os.access(path, os.X_OK):
                 path.chmod(path.stat().st_mode | 0o111)
-        jars = fetch_jars()
+        jars = fetch_spark_jars()
         log(f"      {len(jars)} jars in {SPARK_JARS_DIR} verified")
 
     def command(self) -> tuple[list[str], dict[str, str]]:
