@@ -32,7 +32,7 @@ endif
 .PHONY: help setup venv install up down status restart reset doctor $(LAB_TARGETS) \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
         check-wrong-answers check-stable \
-        bench lint clean demo dashboard airflow
+        bench lint clean demo demo-stop dashboard airflow
 
 help: ## list the commands
 	@grep -hE '^[$$a-zA-Z0-9_%()-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^$$(LAB_TARGETS): lab-%/lab-N/' \
@@ -55,8 +55,8 @@ setup: venv ## install everything: Python packages, jars, the MinIO binary, Post
 up: setup ## start the lab stack (idempotent: reuses what already runs)
 	@$(PY) -m harness.ops.stack up
 
-down: ## stop every service of the stack that we started
-	@if [ -x $(PY) ]; then $(PY) -m harness.ops.stack down; fi
+down: ## stop every service of the stack that we started (and the dashboard `make demo` left running)
+	@if [ -x $(PY) ]; then $(PY) -m harness.ops.dashboard stop --quiet; $(PY) -m harness.ops.stack down; fi
 
 status: venv ## one table: service, endpoint, up/down, pid, memory
 	@$(PY) -m harness.ops.stack status
@@ -136,16 +136,17 @@ AIRFLOW_DAGS ?= labs
 airflow: up ## Airflow 3 (standalone) on http://127.0.0.1:$AIRFLOW_PORT running Lab 08's DAG over the recording's hours
 	@$(PY) -m harness.ops.airflow_stack standalone --dags $(AIRFLOW_DAGS)
 
-demo: up ## the whole platform at once on the recording: replay, streaming, batch, CDC, the seed's query
+demo: up ## the whole platform at once on the recording, an emergency planted, alerts and the live dashboard
 	@$(PY) -m harness.ops.demo $(DEMO_ARGS)
+
+demo-stop: venv ## stop the dashboard `make demo` left running
+	@$(PY) -m harness.ops.dashboard stop
 
 # Lab 09's live dashboard; DASHBOARD_APP=solutions/lab09_alerts/dashboard.py shows the reference.
 DASHBOARD_APP ?= labs/lab09_alerts/dashboard.py
 dashboard: venv ## Lab 09's live dashboard (Streamlit) on http://127.0.0.1:$DASHBOARD_PORT, from ClickHouse
 	@$(PY) -m harness.ops.stack up clickhouse
-	@$(PY) -m streamlit run $(DASHBOARD_APP) --server.address 127.0.0.1 \
-	  --server.port $$($(PY) -c 'from harness.runtime.config import setting; print(setting("DASHBOARD_PORT"))') \
-	  --server.headless true --browser.gatherUsageStats false
+	@$(PY) -m harness.ops.dashboard run $(DASHBOARD_APP)
 
 bench: up ## measure the stack, the student loop, streaming, batch and Kafka: bench/results.md
 	@$(PY) -m bench $(BENCH_ARGS)

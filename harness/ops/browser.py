@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness.ops.stack.base import StackError, apt_install
 
@@ -50,6 +53,25 @@ def ensure_chromium() -> tuple[Path, Path]:
             "on PATH."
         )
     return found
+
+
+@contextmanager
+def headless_chromium(profile: Path, window: str = "1400,1200") -> Iterator[Any]:
+    """A Selenium WebDriver of a headless Chromium (installed on first use), its profile in
+    `profile`; the browser quits when the block ends."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in [*HEADLESS_FLAGS, f"--user-data-dir={profile}", f"--window-size={window}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(chromedriver)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -651,6 +651,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=defaults.checkpoint)
     parser.add_argument("--trigger", default=defaults.trigger, help="availableNow or '10 seconds'")
     parser.add_argument("--watermark", default=defaults.watermark)
+    parser.add_argument(
+        "--starting-offsets",
+        default=defaults.starting_offsets,
+        help="where a new checkpoint starts: earliest, latest or Spark's JSON of offsets per "
+        'partition (\'{"raw_flights": {"0": 120, "1": 98}}\')',
+    )
     return parser
 
 
@@ -665,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=args.checkpoint,
         trigger=args.trigger,
         watermark=args.watermark,
+        starting_offsets=args.starting_offsets,
     )
     Path(cfg.checkpoint).parent.mkdir(parents=True, exist_ok=True)
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its session and settings

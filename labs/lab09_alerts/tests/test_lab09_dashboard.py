@@ -298,22 +298,10 @@ def served_dashboard(dashboard_path: Path, dashboard_env) -> Iterator[str]:
 @pytest.fixture
 def browser(tmp_path) -> Iterator[Any]:
     """A headless Chromium (Debian's, with its driver; installed on first use)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from harness.ops.browser import headless_chromium
 
-    from harness.ops.browser import HEADLESS_FLAGS, ensure_chromium
-
-    chromium, chromedriver = ensure_chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for flag in [*HEADLESS_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"]:
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,1200")
-    driver = webdriver.Chrome(service=Service(str(chromedriver)), options=options)
-    try:
+    with headless_chromium(tmp_path / "chromium") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.mark.points(3)
