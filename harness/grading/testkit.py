@@ -1,4 +1,5 @@
-"""The graded suites' shared test kit: bounded waits for what a test reads, and sample rows.
+"""The graded suites' shared test kit: bounded waits for what a test reads, sample rows, a
+ClickHouse client for a fixture and the cleanup of scratch names.
 
 A test never reads a Kafka topic before its partitions have leaders, and never sleeps for a
 fixed time: it waits, with a bound, for the thing it needs (a leader, a watermark, a condition),
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from confluent_kafka import (
@@ -25,7 +27,7 @@ from confluent_kafka import (
 
 from harness.runtime import waits as runtime_waits
 from harness.runtime.schema import STATE_FIELDS
-from harness.runtime.services import kafka_config
+from harness.runtime.services import clickhouse_client, kafka_config, minio_client
 
 WAIT_S = 60.0
 T = TypeVar("T")
@@ -171,3 +173,30 @@ def state_row(fetch_time: int = 1_633_608_000, **fields: Any) -> dict[str, Any]:
     row = {"fetch_time": fetch_time, **{name: _SAMPLE.get(name) for name in names}}
     row.update(fields)
     return row
+
+
+# ------------------------------------------------------------------ ClickHouse and MinIO scratch
+def clickhouse_session() -> Iterator[Any]:
+    """The body of a suite's `ch` fixture: a clickhouse-connect client for the lab's ClickHouse
+    (raises ServiceUnavailable if down), closed afterwards."""
+    client = clickhouse_client()
+    yield client
+    client.close()
+
+
+def drop_database(client: Any, name: str) -> None:
+    """DROP a scratch ClickHouse database; warn instead of failing."""
+    try:
+        client.command(f"DROP DATABASE IF EXISTS `{name}`")
+    except Exception as exc:  # cleanup must never hide the test's own result
+        warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+
+
+def remove_prefix(bucket: str, prefix: str) -> None:
+    """Delete every object under `prefix` in `bucket`; warn instead of failing."""
+    try:
+        client = minio_client()
+        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
+            client.remove_object(bucket, obj.object_name)
+    except Exception as exc:  # cleanup must never hide the test's own result
+        warnings.warn(f"could not empty s3://{bucket}/{prefix}: {exc}", stacklevel=1)

@@ -8,7 +8,8 @@ is responsible for one *data interval* — one hour of raw snapshots — and run
     A  default_args(), build_dag()   the schedule, catch-up, one run at a time, retries, timeouts
     B  raw_hour_prefix(), raw_files_ready()   wait until the hour's raw files are in MinIO
     C  batch_job_args(), run_batch_job()      Lab 01's job on the Spark cluster for that hour only
-    D  check_counts(), quality_gate()         rows in = kept + quarantined; ClickHouse = Parquet
+    D  dbt_build_args(), dbt_build()          the dbt mart (dbt/) rebuilt for that hour only
+       check_counts(), quality_gate()         rows in = kept + quarantined; ClickHouse = Parquet = dbt
     E  backfill()                             run a range of hours in-process, oldest first
 
 Nothing here touches a service while Airflow parses the file: every connection is made inside a
@@ -53,7 +54,10 @@ END = datetime(2021, 10, 7, 15, tzinfo=UTC)
 # Lab 01's job is the one next to this lab's folder (a student's copy runs the student's job),
 # unless OPENSKY_LAB01_JOB names another file.
 LAB_ROOT = Path(__file__).resolve().parents[1]
-LAB07_PROJECT = LAB_ROOT / "lab07_dbt"
+# The dbt project next to this file: one microbatch model over Lab 01's flights_batch.
+DBT_PROJECT = Path(__file__).resolve().parent / "dbt"
+DBT_PROFILE = "opensky_hourly"
+DBT_MODEL = "country_phase_hourly"
 
 # What a run works on; a run's conf overrides any of them (`dag.test(run_conf=...)`).
 PARAMS: dict[str, Any] = {
@@ -62,7 +66,6 @@ PARAMS: dict[str, Any] = {
     "output": "s3a://processed-data",  # Lab 01's flights/, flight_statistics/, flights_rejected/
     "database": "opensky",  # ClickHouse database of flights_batch and flight_statistics_batch
     "spark_master": "",  # empty: the standalone cluster (SPARK_MASTER_URL in infra/.env)
-    "dbt": False,  # run Lab 07's `dbt build` (needs Lab 07 done and PostgreSQL filled)
 }
 # Lab 01's names for what it writes under `output` and into the database.
 FLIGHTS_DIR, REJECTED_DIR, FLIGHTS_TABLE = "flights", "flights_rejected", "flights_batch"
@@ -202,41 +205,83 @@ def run_batch_job(
     # END SOLUTION
 
 
-# ------------------------------------------------------------------ given: Lab 07's dbt build
-def dbt_build(params: dict[str, Any]) -> str:
-    """Lab 07's `dbt build` on PostgreSQL, when `params["dbt"]` is true (it needs Lab 07 done and
-    the PostgreSQL tables Lab 02 fills); otherwise it says so and does nothing."""
-    if not params.get("dbt"):
-        log.info("dbt is off for this run (conf {'dbt': true} turns it on)")
-        return "skipped"
-    if not (LAB07_PROJECT / "dbt_project.yml").is_file():
-        raise FileNotFoundError(f"Lab 07's dbt project is missing: {LAB07_PROJECT}")
+# ------------------------------------------------------------------ part D: the dbt mart
+def dbt_command(args: list[str], database: str) -> tuple[list[str], dict[str, str]]:
+    """Given: the command line `dbt <args>` for this lab's dbt project (DBT_PROJECT) on ClickHouse
+    database `database`, and its environment. The profile is made from harness.runtime.config in
+    a work folder kept per database, so that dbt re-parses only what changed since the last run."""
     from harness.runtime.config import endpoints
 
     ep = endpoints()
-    with tempfile.TemporaryDirectory(prefix="lab08-dbt-") as scratch:
-        Path(scratch, "profiles.yml").write_text(
-            "opensky:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n"
-            f"      host: {ep.pg_host}\n      port: {ep.pg_port}\n      dbname: {ep.pg_db}\n"
-            f"      user: {ep.pg_user}\n      password: \"{{{{ env_var('DBT_PG_PASSWORD') }}}}\"\n"
-            "      schema: analytics\n      threads: 1\n"
+    work = Path(tempfile.gettempdir()) / "opensky-lab08-dbt" / database
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "profiles.yml").write_text(
+        f"{DBT_PROFILE}:\n  target: hourly\n  outputs:\n    hourly:\n      type: clickhouse\n"
+        f"      driver: http\n      host: {ep.clickhouse_host}\n      port: {ep.clickhouse_port}\n"
+        f"      user: {ep.clickhouse_user}\n"
+        "      password: \"{{ env_var('DBT_CLICKHOUSE_PASSWORD') }}\"\n"
+        f"      schema: {database}\n      threads: 1\n"
+    )
+    dbt = Path(sys.executable).with_name("dbt")
+    argv = [str(dbt), "--no-use-colors", *args, "--project-dir", str(DBT_PROJECT)]
+    argv += ["--profiles-dir", str(work), "--target-path", str(work / "target")]
+    argv += ["--log-path", str(work / "logs")]
+    env = {
+        **os.environ,
+        "DBT_CLICKHOUSE_PASSWORD": ep.clickhouse_password,
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_VERSION_CHECK": "false",
+    }
+    return argv, env
+
+
+def dbt_build_args(data_interval_start: datetime, data_interval_end: datetime) -> list[str]:
+    """`dbt build`'s arguments for exactly the run's hour: the microbatch model's window is
+    `--event-time-start` / `--event-time-end`, each as `YYYY-MM-DDTHH:MM:SS` in UTC (dbt reads the
+    text without an offset). A data interval that is not one whole hour is a ValueError."""
+    # BEGIN SOLUTION (part D)
+    start, end = data_interval_start.astimezone(UTC), data_interval_end.astimezone(UTC)
+    if end - start != HOUR or start.minute or start.second or start.microsecond:
+        raise ValueError(
+            f"a run must cover one whole hour, got {data_interval_start} - {data_interval_end}"
         )
-        dbt = Path(sys.executable).with_name("dbt")
-        argv = [str(dbt), "build", "--project-dir", str(LAB07_PROJECT), "--profiles-dir", scratch]
-        argv += ["--target-path", f"{scratch}/target", "--log-path", f"{scratch}/logs"]
-        env = {**os.environ, "DBT_PG_PASSWORD": ep.pg_password}
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    return [
+        "build",
+        "--event-time-start",
+        f"{start:%Y-%m-%dT%H:%M:%S}",
+        "--event-time-end",
+        f"{end:%Y-%m-%dT%H:%M:%S}",
+    ]
+    # END SOLUTION
+
+
+def dbt_build(
+    data_interval_start: datetime, data_interval_end: datetime, params: dict[str, Any]
+) -> str:
+    """Build the dbt project for the run's hour (dbt_build_args) in ClickHouse database
+    `params["database"]`, with dbt_command(); returns dbt's last line of output. A build that
+    fails raises with the end of dbt's output."""
+    # BEGIN SOLUTION (part D)
+    args = dbt_build_args(data_interval_start, data_interval_end)
+    argv, env = dbt_command(args, params["database"])
+    log.info("running dbt %s", " ".join(args))
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     if done.returncode != 0:
-        raise RuntimeError(f"dbt build failed:\n{done.stdout[-3000:]}")
+        tail = "\n".join((done.stdout or done.stderr).splitlines()[-30:])
+        raise RuntimeError(f"dbt build failed (exit {done.returncode}):\n{tail}")
+    log.info("%s", done.stdout)
     return done.stdout.strip().splitlines()[-1]
+    # END SOLUTION
 
 
 # ------------------------------------------------------------------ part D: the quality gate
 def check_counts(counts: dict[str, int]) -> list[str]:
     """The problems with one hour's counts — `rows_in` (state vectors in the raw files), `kept`
-    (Parquet rows), `quarantined` (rejected rows) and `clickhouse` (rows in flights_batch) —
-    each as a sentence; an empty list when the hour is sound (rows_in = kept + quarantined,
-    clickhouse = kept, and some rows in)."""
+    (Parquet rows), `quarantined` (rejected rows), `clickhouse` (rows in flights_batch) and `dbt`
+    (state vectors the dbt mart counts) — each as a sentence naming the numbers; an empty list
+    when the hour is sound (rows_in = kept + quarantined, clickhouse = kept, dbt = clickhouse,
+    and some rows in)."""
     # BEGIN SOLUTION (part D)
     problems = []
     rows_in, kept, quarantined = counts["rows_in"], counts["kept"], counts["quarantined"]
@@ -251,13 +296,19 @@ def check_counts(counts: dict[str, int]) -> list[str]:
         problems.append(
             f"ClickHouse has {counts['clickhouse']} row(s) for the hour, Parquet has {kept}"
         )
+    if counts["dbt"] != counts["clickhouse"]:
+        problems.append(
+            f"dbt's {DBT_MODEL} counts {counts['dbt']} state vector(s) for the hour, "
+            f"ClickHouse has {counts['clickhouse']}"
+        )
     return problems
     # END SOLUTION
 
 
 def hour_counts(client: Any, data_interval_start: datetime, params: dict[str, Any]) -> dict:
     """Given: the counts check_counts() judges, for one hour, all counted by ClickHouse (raw JSON,
-    Parquet and quarantine files are read where they lie, with the `s3()` table function)."""
+    Parquet and quarantine files are read where they lie, with the `s3()` table function; the dbt
+    mart counts 0 while it does not exist)."""
     from harness.runtime.config import endpoints
 
     ep = endpoints()
@@ -273,6 +324,10 @@ def hour_counts(client: Any, data_interval_start: datetime, params: dict[str, An
     def one(sql: str) -> int:
         return int(client.query(sql).result_rows[0][0] or 0)
 
+    database = params["database"]
+    mart = f"`{database}`.`{DBT_MODEL}`"
+    has_mart = one(f"EXISTS TABLE {mart}")
+
     return {
         "rows_in": one(f"SELECT sum(JSONLength(line, 'states')) FROM {s3(raw, 'LineAsString')}"),
         "kept": one(
@@ -282,9 +337,15 @@ def hour_counts(client: Any, data_interval_start: datetime, params: dict[str, An
             f"SELECT count() FROM {s3(f'{output}/{REJECTED_DIR}/{partition}/*', 'LineAsString')}"
         ),
         "clickhouse": one(
-            f"SELECT count() FROM `{params['database']}`.`{FLIGHTS_TABLE}` "
+            f"SELECT count() FROM `{database}`.`{FLIGHTS_TABLE}` "
             f"WHERE date = '{hour.date().isoformat()}' AND hour = {hour.hour}"
         ),
+        "dbt": one(
+            f"SELECT sum(state_vectors) FROM {mart} "
+            f"WHERE hour_utc = toDateTime('{hour:%Y-%m-%d %H:%M:%S}', 'UTC')"
+        )
+        if has_mart
+        else 0,
     }
 
 

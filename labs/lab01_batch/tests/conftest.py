@@ -21,15 +21,14 @@ from lab01_support import (
     Run,
     SliceRuns,
     build_slice,
-    drop_database,
     drop_pg_table,
-    remove_prefix,
     run_main,
     stores,
     unique,
 )
 
 from harness.grading import lab_module, target_dir
+from harness.grading.testkit import clickhouse_session, drop_database, remove_prefix
 from harness.runtime.services import clickhouse_client, minio_client
 from harness.runtime.spark import spark_submit_command
 
@@ -47,9 +46,7 @@ def mod():
 @pytest.fixture(scope="session")
 def ch():
     """A clickhouse-connect client for the lab's ClickHouse (raises ServiceUnavailable if down)."""
-    client = clickhouse_client()
-    yield client
-    client.close()
+    yield from clickhouse_session()
 
 
 @pytest.fixture

@@ -33,29 +33,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-def drop_database(client, name: str) -> None:
-    try:
-        client.command(f"DROP DATABASE IF EXISTS `{name}`")
-    except Exception as exc:  # cleanup must never hide the test's own result
-        warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
-
-
 def drop_pg_table(name: str) -> None:
     try:
         with pg_connect() as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
     except Exception as exc:  # cleanup must never hide the test's own result
         warnings.warn(f"could not drop PostgreSQL table {name}: {exc}", stacklevel=1)
-
-
-def remove_prefix(bucket: str, prefix: str) -> None:
-    """Delete every object under `prefix` in `bucket`; warn instead of failing."""
-    try:
-        client = minio_client()
-        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-            client.remove_object(bucket, obj.object_name)
-    except Exception as exc:  # cleanup must never hide the test's own result
-        warnings.warn(f"could not empty s3://{bucket}/{prefix}: {exc}", stacklevel=1)
 
 
 # ------------------------------------------------------------------ a slice of the recording

@@ -26,15 +26,14 @@ from lab08_support import (
     MODULE,
     fresh_dag,
     instrument,
-    remove_prefix,
     run_states,
     stores,
 )
 
 from harness.grading import lab_module, target_dir
+from harness.grading.testkit import clickhouse_session, drop_database, remove_prefix
 from harness.ops.airflow_stack import airflow_env, dags_folder, init_db, upload_hours
 from harness.runtime.config import ROOT
-from harness.runtime.services import clickhouse_client
 
 
 # ------------------------------------------------------------------ Airflow for this session
@@ -73,9 +72,7 @@ def mod(airflow_home: Path):
 @pytest.fixture(scope="session")
 def ch():
     """A clickhouse-connect client for the lab's ClickHouse (raises ServiceUnavailable if down)."""
-    client = clickhouse_client()
-    yield client
-    client.close()
+    yield from clickhouse_session()
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +86,16 @@ def world(ch) -> Iterator[dict[str, Any]]:
         "output": f"s3a://processed-data/{scratch}",
         "database": f"lab08_test_{uuid.uuid4().hex[:12]}",
         "spark_master": "",
-        "dbt": False,
     }
     try:
         states = upload_hours(conf["raw_bucket"], conf["raw_prefix"])
         yield {"conf": conf, "scratch": scratch, "states": states}
     finally:
-        try:
-            ch.command(f"DROP DATABASE IF EXISTS `{conf['database']}`")
-        except Exception as exc:
-            warnings.warn(f"could not drop {conf['database']}: {exc}", stacklevel=1)
+        drop_database(ch, conf["database"])
         for bucket in ("raw-data", "processed-data"):
             remove_prefix(bucket, scratch)
+        # The DAG's dbt work folder (profile, target, logs) for this database.
+        shutil.rmtree(Path(tempfile.gettempdir()) / "opensky-lab08-dbt" / conf["database"], True)
 
 
 # ------------------------------------------------------------------ the runs (shared by tests)

@@ -17,6 +17,7 @@ LAB = "lab08_airflow"
 MODULE = "opensky_hourly"
 DAG_ID = "opensky_hourly"
 WAIT, BATCH, DBT, GATE = "wait_for_raw_files", "run_batch_job", "dbt_build", "quality_gate"
+MART = "country_phase_hourly"  # the dbt project's model (dbt/models/)
 TASK_IDS = (WAIT, BATCH, DBT, GATE)
 DAY = datetime(2021, 10, 7, tzinfo=UTC)
 H12, H13, H14, H15 = (DAY + timedelta(hours=h) for h in (12, 13, 14, 15))
@@ -88,19 +89,10 @@ def run_states(run) -> dict[str, tuple[str, int]]:
     return {ti.task_id: (str(ti.state), ti.try_number) for ti in run.get_task_instances()}
 
 
-def remove_prefix(bucket: str, prefix: str) -> None:
-    """Delete every object under `prefix` in `bucket`; warn instead of failing."""
-    try:
-        client = minio_client()
-        for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-            client.remove_object(bucket, obj.object_name)
-    except Exception as exc:  # cleanup must never hide the test's own result
-        warnings.warn(f"could not empty s3://{bucket}/{prefix}: {exc}", stacklevel=1)
-
-
 def stores(ch, conf: dict[str, Any]) -> dict[str, Any]:
     """What the runs left, counted independently of the DAG: ClickHouse rows and distinct
-    (icao24, time_position) per hour, aggregate rows per hour, Parquet and quarantine rows per hour."""
+    (icao24, time_position) per hour, aggregate rows per hour, Parquet and quarantine rows per hour,
+    the dbt mart's rows per hour and what they should be (from flights_batch)."""
     db = conf["database"]
     exists = ch.query(f"EXISTS TABLE `{db}`.flights_batch").result_rows[0][0]
     flights, distinct, stats = {}, {}, {}
@@ -117,6 +109,8 @@ def stores(ch, conf: dict[str, Any]) -> dict[str, Any]:
             stats.setdefault(int(row[0]), []).append(tuple(row[1:]))
     bucket, _, prefix = conf["output"].split("://", 1)[1].partition("/")
     return {
+        "mart": mart_rows(ch, db),
+        "mart_expected": phase_counts(ch, db) if exists else {},
         "flights": flights,
         "distinct": distinct,
         "stats": stats,
@@ -164,3 +158,33 @@ def quarantined_rows(bucket: str, prefix: str) -> dict[int, int]:
             data = gzip.decompress(data)
         counts[hour] = counts.get(hour, 0) + sum(1 for line in data.splitlines() if line.strip())
     return counts
+
+
+def _per_hour(rows) -> dict[int, dict[tuple[str, str], tuple[int, int]]]:
+    found: dict[int, dict[tuple[str, str], tuple[int, int]]] = {}
+    for hour, country, phase, state_vectors, aircraft in rows:
+        found.setdefault(int(hour), {})[(country, phase)] = (int(state_vectors), int(aircraft))
+    return found
+
+
+def mart_rows(ch, db: str) -> dict[int, dict[tuple[str, str], tuple[int, int]]]:
+    """The dbt mart per hour: {hour: {(origin_country, flight_phase): (state_vectors, aircraft)}}
+    ({} while dbt has not built it)."""
+    if not ch.query(f"EXISTS TABLE `{db}`.`{MART}`").result_rows[0][0]:
+        return {}
+    return _per_hour(
+        ch.query(
+            f"SELECT toHour(hour_utc), origin_country, flight_phase, sum(state_vectors), "
+            f"sum(aircraft) FROM `{db}`.`{MART}` GROUP BY 1, 2, 3"
+        ).result_rows
+    )
+
+
+def phase_counts(ch, db: str) -> dict[int, dict[tuple[str, str], tuple[int, int]]]:
+    """What the mart should hold, counted from flights_batch itself, in the same shape."""
+    return _per_hour(
+        ch.query(
+            f"SELECT hour, origin_country, flight_phase, count(), uniqExact(icao24) "
+            f"FROM `{db}`.flights_batch WHERE date = '2021-10-07' GROUP BY 1, 2, 3"
+        ).result_rows
+    )

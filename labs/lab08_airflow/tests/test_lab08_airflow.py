@@ -2,17 +2,21 @@
 
 Part A reads the DAG as Airflow does (DagBag) and checks its structure; the other parts run the DAG
 in-process with `dag.test()` for chosen logical dates against the real stack: raw files in MinIO,
-Lab 01's job on the Spark standalone cluster, ClickHouse. Every run uses names made for this module.
-The runs are shared: one hour (12:00-13:00); a gate-only run on that hour broken in ClickHouse;
-back-fills that must stop or do nothing; and a back-fill of the recorded day in which hour 12 is
-re-run over duplicated rows and its batch task fails twice (once after writing) before succeeding.
+Lab 01's job on the Spark standalone cluster, the dbt mart and the tables in ClickHouse. Every run
+uses names made for this module. The runs are shared: one hour (12:00-13:00) on the cluster; a dbt
+re-run of that hour and a gate-only run on it broken in ClickHouse; back-fills that must stop or do
+nothing; and a back-fill of 12:00-14:00 in which hour 12 is re-run over duplicated rows and its
+batch task fails twice (once after writing) before succeeding.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +31,7 @@ from lab08_support import (
     H15,
     HOUR,
     LAB,
+    MART,
     MODULE,
     RECORDED_HOURS,
     TASK_IDS,
@@ -34,6 +39,7 @@ from lab08_support import (
     fresh_dag,
     instrument,
     lab_says,
+    mart_rows,
     no_data,
     run_states,
     stores,
@@ -297,19 +303,137 @@ def test_partC_job_ran_on_the_spark_cluster(one_hour) -> None:
     )
 
 
+# ------------------------------------------------------------------ part D: the dbt mart
+def utc_text(text: str) -> datetime:
+    """A time dbt was given on its command line, read as dbt reads it (no offset: UTC)."""
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@pytest.mark.points(2)
+def test_partD_dbt_build_args_cover_exactly_the_hour(mod) -> None:
+    """dbt builds the run's hour: --event-time-start/--event-time-end are the data interval in UTC;
+    an interval that is not one whole hour is refused."""
+    paris = timezone(timedelta(hours=2))
+    for start, end in ((H12, H13), (H12.astimezone(paris), H13.astimezone(paris))):
+        args = mod.dbt_build_args(start, end)
+        assert args and args[0] == "build", lab_says("D", f"expected `build …`, got {args}")
+        options = dict(zip(args[1::2], args[2::2], strict=False))
+        window = (options.get("--event-time-start"), options.get("--event-time-end"))
+        assert None not in window, lab_says(
+            "D", f"dbt needs --event-time-start and --event-time-end, got {args}"
+        )
+        assert "+" not in "".join(window) and not any(w.endswith("Z") for w in window), lab_says(
+            "D", f"dbt reads these times without an offset (in UTC), got {window}"
+        )
+        got = tuple(utc_text(w) for w in window)
+        assert got == (H12, H13), lab_says(
+            "D", f"the window for {start}-{end} should be 12:00-13:00 UTC, got {window}"
+        )
+    for start, end in ((H12, H14), (H12 + timedelta(minutes=30), H13 + timedelta(minutes=30))):
+        with pytest.raises(ValueError):
+            mod.dbt_build_args(start, end)
+            pytest.fail(lab_says("D", f"an interval {start}-{end} should raise ValueError"))
+
+
+@pytest.mark.points(2)
+def test_partD_dbt_mart_holds_the_runs_hour(one_hour) -> None:
+    """After the run for 12:00-13:00, dbt_build succeeded and the mart holds that hour only, with
+    the figures of flights_batch."""
+    assert one_hour["tasks"].get(DBT, ("?",))[0] == "success", lab_says(
+        "D", f"dbt_build should succeed, got {one_hour['tasks']}"
+    )
+    found = one_hour["stores"]
+    assert set(found["mart"]) == {12}, lab_says(
+        "D",
+        f"the mart {MART} should hold hour 12 only, it holds hours {sorted(found['mart'])}; "
+        f"hint: the dbt window is the run's data interval",
+    )
+    assert found["mart"][12] == found["mart_expected"].get(12), lab_says(
+        "D", f"{MART} for hour 12 differs from flights_batch: {found['mart'][12]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def dbt_rerun(mod, one_hour, world, ch) -> dict[str, Any]:
+    """dbt_build for 12:00-13:00 again, after the mart got a stray row in hour 12 and a row in
+    hour 11, and flights_batch got rows in hour 13 (which a build of 12:00-13:00 must not read)."""
+    db, conf = world["conf"]["database"], dict(world["conf"])
+    mart, flights = f"`{db}`.`{MART}`", f"`{db}`.flights_batch"
+    columns = "hour_utc, origin_country, flight_phase, state_vectors, aircraft"
+    ch.command(
+        f"INSERT INTO {mart} ({columns}) VALUES "
+        "('2021-10-07 12:00:00', 'Stray', 'cruise', 5, 1), "
+        "('2021-10-07 11:00:00', 'Earlier', 'cruise', 3, 1)"
+    )
+    ch.command(
+        f"INSERT INTO {flights} SELECT * REPLACE (fetch_time + INTERVAL 1 HOUR AS fetch_time, "
+        f"13 AS hour) FROM {flights} WHERE date = '2021-10-07' AND hour = 12 LIMIT 50"
+    )
+    try:
+        error, result = None, None
+        try:
+            result = mod.dbt_build(data_interval_start=H12, data_interval_end=H13, params=conf)
+        except Exception as exc:  # the test reports it
+            error = f"{type(exc).__name__}: {str(exc)[-1500:]}"
+        after = mart_rows(ch, db)
+    finally:
+        for sql in (
+            f"ALTER TABLE {flights} DELETE WHERE date = '2021-10-07' AND hour = 13",
+            f"ALTER TABLE {mart} DELETE WHERE hour_utc != '2021-10-07 12:00:00'",
+        ):
+            ch.command(f"{sql} SETTINGS mutations_sync = 2")
+    return {"error": error, "result": result, "mart": after}
+
+
+@pytest.mark.points(2)
+def test_partD_dbt_rerun_replaces_only_its_hour(dbt_rerun, one_hour) -> None:
+    """Building 12:00-13:00 again replaces hour 12 of the mart (a stray row goes) and touches no
+    other hour (hour 11 stays, hour 13 of flights_batch is not read)."""
+    assert dbt_rerun["error"] is None, lab_says("D", f"dbt_build failed: {dbt_rerun['error']}")
+    mart = dbt_rerun["mart"]
+    assert mart.get(12) == one_hour["stores"]["mart"].get(12), lab_says(
+        "D", f"after a re-run hour 12 of {MART} should be as before, got {mart.get(12)}"
+    )
+    assert 11 in mart and 13 not in mart, lab_says(
+        "D",
+        f"a re-run of 12:00-13:00 must leave other hours alone; the mart has hours {sorted(mart)} "
+        f"(expected 11, 12); hint: --event-time-start/--event-time-end",
+    )
+
+
+@pytest.mark.points(1)
+def test_partD_dbt_failure_fails_the_task(mod, world, ch) -> None:
+    """dbt_build raises, with the end of dbt's output, when dbt fails (here: a database without
+    flights_batch)."""
+    conf = {**world["conf"], "database": f"{world['conf']['database']}_empty"}
+    try:
+        with pytest.raises(Exception) as failure:
+            mod.dbt_build(data_interval_start=H12, data_interval_end=H13, params=conf)
+            pytest.fail(lab_says("D", "dbt failed, yet dbt_build returned as if it succeeded"))
+        assert "flights_batch" in str(failure.value), lab_says(
+            "D", f"say why dbt failed (the end of its output), got {str(failure.value)[:300]!r}"
+        )
+    finally:
+        ch.command(f"DROP DATABASE IF EXISTS `{conf['database']}`")
+        shutil.rmtree(Path(tempfile.gettempdir()) / "opensky-lab08-dbt" / conf["database"], True)
+
+
 # ------------------------------------------------------------------ part D: the gate
 @pytest.mark.points(2)
 def test_partD_check_counts_names_each_problem(mod) -> None:
-    """check_counts() is empty for a sound hour and names lost rows, a ClickHouse mismatch and an
-    empty hour."""
-    sound = {"rows_in": 100, "kept": 90, "quarantined": 10, "clickhouse": 90}
+    """check_counts() is empty for a sound hour and names lost rows, a ClickHouse mismatch, a dbt
+    mart that disagrees with ClickHouse and an empty hour."""
+    sound = {"rows_in": 100, "kept": 90, "quarantined": 10, "clickhouse": 90, "dbt": 90}
     assert mod.check_counts(dict(sound)) == [], lab_says("D", "a sound hour has no problems")
     for change in (
         {"kept": 89},
         {"quarantined": 11},
-        {"clickhouse": 180},
-        {"clickhouse": 89},
-        {"rows_in": 0, "kept": 0, "quarantined": 0, "clickhouse": 0},
+        {"clickhouse": 180, "dbt": 180},
+        {"clickhouse": 89, "dbt": 89},
+        {"dbt": 0},
+        {"dbt": 97},
+        {"rows_in": 0, "kept": 0, "quarantined": 0, "clickhouse": 0, "dbt": 0},
     ):
         problems = mod.check_counts({**sound, **change})
         assert problems and all(isinstance(p, str) and p for p in problems), lab_says(
@@ -322,6 +446,33 @@ def test_partD_gate_passes_a_sound_hour(one_hour) -> None:
     """After a good run the gate succeeded on its first try."""
     assert one_hour["tasks"].get(GATE) == ("success", 1), lab_says(
         "D", f"quality_gate should pass the hour on its first try, got {one_hour['tasks']}"
+    )
+
+
+@pytest.mark.points(2)
+def test_partD_gate_names_a_dbt_mart_that_disagrees(mod, one_hour, world, ch) -> None:
+    """With the dbt mart counting more state vectors than ClickHouse holds for the hour, the gate
+    fails, naming both numbers."""
+    db, conf = world["conf"]["database"], dict(world["conf"])
+    clickhouse = one_hour["stores"]["flights"].get(12)
+    ch.command(
+        f"INSERT INTO `{db}`.`{MART}` (hour_utc, origin_country, flight_phase, state_vectors, "
+        "aircraft) VALUES ('2021-10-07 12:00:00', 'Stray', 'cruise', 7, 1)"
+    )
+    try:
+        with pytest.raises(Exception) as failure:
+            mod.quality_gate(data_interval_start=H12, params=conf)
+            pytest.fail(lab_says("D", "the gate passed an hour whose dbt mart disagrees"))
+    finally:
+        ch.command(
+            f"ALTER TABLE `{db}`.`{MART}` DELETE WHERE origin_country = 'Stray' "
+            "SETTINGS mutations_sync = 2"
+        )
+    message = str(failure.value)
+    assert str(clickhouse) in message and str(clickhouse + 7) in message, lab_says(
+        "D",
+        f"the gate's message should name the mart's count ({clickhouse + 7}) and ClickHouse's "
+        f"({clickhouse}), got {message[:300]!r}",
     )
 
 
@@ -366,11 +517,16 @@ def test_partE_backfill_runs_nothing_for_an_empty_range(mod, airflow_db, world) 
     assert states == {}, lab_says("E", f"no hour fits in 12:00-12:59, yet runs were made: {states}")
 
 
+BACKFILLED = (H12, H13)
+
+
 @pytest.fixture(scope="module")
 def day(mod, airflow_db, world, ch, one_hour) -> dict[str, Any]:
-    """backfill() of the recorded day, 12:00-15:00, after hour 12 was broken in ClickHouse
-    (duplicated rows); hour 12's batch task fails twice — once after the job has written
-    everything, once before it starts — and succeeds on its third try."""
+    """backfill() of 12:00-14:00 — two hours are enough for order, re-run and retries — after
+    hour 12 was broken in ClickHouse (duplicated rows); hour 12's batch task fails twice — once
+    after the job has written everything, once before it starts — and succeeds on its third try.
+    The jobs run in Spark's local mode (the conf's `spark_master`): the cluster's path is proven
+    by the hourly run, and local mode saves an executor start per job."""
     db = world["conf"]["database"]
     ch.command(
         f"INSERT INTO `{db}`.flights_batch SELECT * FROM `{db}`.flights_batch "
@@ -379,19 +535,26 @@ def day(mod, airflow_db, world, ch, one_hour) -> dict[str, Any]:
     dag = fresh_dag(mod)
     tries: list = []
     instrument(dag.task_dict[BATCH], [], failures={1: "after", 2: "before"}, only=H12, tries=tries)
-    states = mod.backfill(dag, H12, H15, dict(world["conf"]))
+    conf = {**world["conf"], "spark_master": "local[2]"}
+    states = mod.backfill(dag, H12, H14, conf)
     return {"states": states, "tries": tries, "stores": stores(ch, world["conf"])}
 
 
 @pytest.mark.points(3)
 def test_partE_backfill_of_the_day_matches_the_hourly_run(day, one_hour, world) -> None:
-    """backfill() of the recorded day runs 12:00, 13:00 and 14:00 in order; every hour is sound
-    and hour 12 has what the single hourly run produced."""
-    assert list(day["states"].items()) == [(h, "success") for h in RECORDED_HOURS], lab_says(
-        "E", f"expected the three recorded hours to succeed, in order; got {day['states']}"
+    """backfill() of 12:00-14:00 runs 12:00 and 13:00 in order; every hour is sound, the dbt mart
+    holds both, and hour 12 has what the single hourly run produced."""
+    assert list(day["states"].items()) == [(h, "success") for h in BACKFILLED], lab_says(
+        "E", f"expected the hours {BACKFILLED} to succeed, in order; got {day['states']}"
     )
-    for hour in (12, 13, 14):
+    for hour in (12, 13):
         sound_hour("E", day["stores"], world["states"], hour)
+    found = day["stores"]
+    assert found["mart"] == found["mart_expected"], lab_says(
+        "E",
+        f"after the back-fill the dbt mart holds hours {sorted(found['mart'])}, expected "
+        f"{sorted(found['mart_expected'])} with the figures of flights_batch",
+    )
     assert day["stores"]["stats"].get(12) == one_hour["stores"]["stats"].get(12), lab_says(
         "E", "the back-fill gave hour 12 other aggregates than the hourly run"
     )
