@@ -115,9 +115,9 @@ test-platform: up ## the platform's own tests (stack, data, harness, compose fil
 test-solutions: up ## every graded suite against solutions/
 	@$(PYTEST) $(LAB_TESTS) --target solutions -q --junitxml=$(REPORTS)/solutions-junit.xml --grade-json $(REPORTS)/solutions-results.json
 
-# CI grades 10 wrong answers per lab, spread over its parts (the CI time budget), a different ten
+# CI grades 6 wrong answers per lab, spread over its parts (the CI time budget), a different six
 # for each commit so that successive runs take turns; `make check-wrong-answers` grades them all.
-test: PER_LAB ?= 10
+test: PER_LAB ?= 6
 test: ROTATE ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 test: lint up check-skeletons test-platform test-solutions check-tests check-wrong-answers notebooks ## everything, against the solutions (what CI runs)
 	@echo "make test: all checks passed."
