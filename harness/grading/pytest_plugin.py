@@ -163,9 +163,11 @@ class Grader:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, call: pytest.CallInfo[None]):
-        report = yield
+        # The phase is over once its report is being made: a nudge must not interrupt the
+        # report itself (formatting a long traceback takes seconds on a busy machine).
         if self._nudge is not None and self._nudge.expired():
-            self._nudge.stop()  # the phase the alarm interrupted has ended
+            self._nudge.stop()
+        report = yield
         excinfo = call.excinfo
         if excinfo is not None and excinfo.errisinstance(loader.LabImportError):
             # The message names the file and line; a traceback into the harness helps nobody.
