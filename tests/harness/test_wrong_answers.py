@@ -109,6 +109,15 @@ def test_gate_passes_when_every_wrong_answer_loses_points(course, capfd):
     assert "reference re-check: 2/2 catching test(s) pass" in out
 
 
+def test_per_lab_grades_a_subset_of_a_lab_that_has_enough(course, capfd):
+    """`--per-lab 1` grades one wrong answer; the minimum counts the lab's files, not the subset."""
+    code, out = _gate(course, capfd, {"a": CAUGHT_A, "b": CAUGHT_B}, "--min", "2", "--per-lab", "1")
+    assert code == 0, out
+    assert "OK: all 1 wrong answers in 1 lab(s) lose points" in out
+    code, out = _gate(course, capfd, {"a": CAUGHT_A, "b": CAUGHT_B}, "--min", "3", "--per-lab", "1")
+    assert code == 1 and "only 2 wrong answers (at least 3 expected)" in out
+
+
 def test_a_catch_by_a_test_failing_on_the_reference_does_not_count(course, capfd):
     """A test that fails on the unpatched reference too proves nothing: the gate says so."""
     broken = _patch("double() adds two", "partC", "return 2 * x", "return x + 2")
