@@ -243,34 +243,22 @@ def test_partC_page_in_apptest(dashboard_path: Path, dashboard_env):
 
 
 # ------------------------------------------------------------------ the page, in Chromium
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served_dashboard(dashboard_path: Path, dashboard_env) -> Iterator[str]:
-    """`streamlit run` of the target's dashboard on a free port of 127.0.0.1; its URL."""
-    import requests
+    """`streamlit run` of the target's dashboard on a free port of 127.0.0.1 (served as `make
+    dashboard` serves it); its URL."""
+    from harness.ops.dashboard import answers, dashboard_url, streamlit_argv
+    from harness.ops.ports import free_port
 
-    port = _free_port()
+    port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="lab09_streamlit_", suffix=".log", delete=False)
-    argv = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(dashboard_path),
-        "--server.address=127.0.0.1",
-        f"--server.port={port}",
-        "--server.headless=true",
-        "--browser.gatherUsageStats=false",
-    ]
     proc = subprocess.Popen(
-        argv, env={**os.environ, **dashboard_env}, stdout=log, stderr=subprocess.STDOUT
+        streamlit_argv(dashboard_path, port),
+        env={**os.environ, **dashboard_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = dashboard_url(port)
 
     def healthy() -> bool:
         if proc.poll() is not None:
@@ -278,10 +266,7 @@ def served_dashboard(dashboard_path: Path, dashboard_env) -> Iterator[str]:
                 f"Lab 09, part C: `streamlit run` exited ({proc.returncode}); its log:\n"
                 + Path(log.name).read_text()[-2000:]
             )
-        try:
-            return requests.get(f"{url}/_stcore/health", timeout=2).ok
-        except requests.RequestException:
-            return False
+        return answers(url)
 
     try:
         wait_until(healthy, f"the dashboard answering on {url}", timeout=PAGE_TIMEOUT_S)
