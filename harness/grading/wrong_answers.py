@@ -732,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
                 only=only,
             )
             # A lab must *have* enough wrong answers, however many of them this run grades.
-            available = len(patch_files(suite)) if args.per_lab else result.total
+            available = len(patch_files(suite))
             if available < args.min:
                 result.note = f"only {available} wrong answers (at least {args.min} expected)"
             results.append(result)
