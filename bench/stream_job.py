@@ -5,7 +5,10 @@
 Two optional keys of that JSON are the bench's, not StreamConfig's: `_clickhouse` ("s3", the
 reference: Parquet staged in MinIO and one `INSERT ... SELECT ... FROM s3()`; or "partitions":
 one `insert_arrow` per Spark partition from the executors, to compare) and `_master` (a Spark
-master URL, e.g. the standalone cluster; `_executors` executors of one core each there).
+master URL, e.g. the standalone cluster; `_executors` executors of one core each there), and
+`_aggregates` (false: the window-aggregates query is stopped as soon as it starts, so the run
+measures the rows query alone; the difference to the reference is the cost of the second parse
+of the topic and its stateful aggregation).
 
 Starts Spark and the job's queries (`start_streams`), prints `READY {...}`, then obeys lines on
 stdin: `status` prints `STATUS {...}` (batches with input so far, per query), `mark` starts the
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     clickhouse_mode = fields.pop("_clickhouse", "s3")
     master = fields.pop("_master", None)
     executors = int(fields.pop("_executors", 2))
+    aggregates = bool(fields.pop("_aggregates", True))
     t0 = time.perf_counter()
     from bench.common import solution_module
 
@@ -172,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     cfg = job_module.StreamConfig(**fields)
     job = job_module.start_streams(spark, cfg)
+    live = [("rows", job.rows), ("aggregates", job.aggregates)]
+    if not aggregates:
+        job.aggregates.stop()
+        live = live[:1]
     t2 = time.perf_counter()
     ready = {"spark_start_s": t1 - t0, "start_streams_s": t2 - t1}
     print("READY " + json.dumps(ready), flush=True)
@@ -187,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                     "active": query.isActive,
                 }
-                for name, query in (("rows", job.rows), ("aggregates", job.aggregates))
+                for name, query in live
             }
             print("STATUS " + json.dumps(status), flush=True)
         elif command == "mark":  # from here on the run is measured: forget the warm-up
-            for name, query in (("rows", job.rows), ("aggregates", job.aggregates)):
+            for name, query in live:
                 progress = _progress(query)
                 marks[name] = progress[-1]["batchId"] if progress else -1
             sink_mark = {k: len(v) for k, v in spent.items()}

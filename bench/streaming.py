@@ -455,6 +455,7 @@ def limits(result: dict[str, Any], sustained: float | None, p95: float | None) -
 VARIANTS = {
     "local[2], ClickHouse via Parquet + s3() (reference)": {},
     "local[2], ClickHouse by per-partition inserts": {"_clickhouse": "partitions"},
+    "local[2], rows query only (no second parse, no window aggregates)": {"_aggregates": False},
     "standalone cluster, 2 executors x 1 core": {"_master": "cluster", "_executors": 2},
 }
 BATCH_MESSAGES = 100_000  # maxOffsetsPerTrigger of the throughput runs: several full batches
