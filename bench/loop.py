@@ -4,11 +4,17 @@ For every `labs/labNN_*` with tests: `pytest labs/<lab> --target solutions -q` i
 (what `make lab-N` runs after `make up`), timed from the outside, with bench/pytest_timing.py
 saying where the time went: interpreter start and collection, Spark session start (the `spark`
 fixture), other fixture set-up (topics, tables, buckets, services), test bodies, teardown.
+
+Then what the student types, on a warm stack: `make lab-N`'s two steps (the lab's services up,
+then harness.grading.student) on the pristine skeleton in labs/, timed to the moment the first
+failing test is printed and to the score table, and one part (`-- -k partB`) on the skeleton
+and on the reference.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -22,6 +28,11 @@ from bench.common import Section, log
 from harness.runtime.config import ROOT
 
 TARGET_S = 20.0
+TARGET_QUICK_LABS_S = 10.0  # Labs 03-06: no Spark session or a small one
+QUICK_LABS = ("lab03", "lab04", "lab05", "lab06")
+TARGET_PART_S = 10.0
+TARGET_FIRST_FAILURE_S = 10.0
+FIRST_FAILURE_MARK = "FIRST FAILING TEST"
 SUITE_TIMEOUT_S = 1800
 QUICK_LAB = "lab04_clickhouse"
 LONG_SUITE_S = 120.0
@@ -85,6 +96,92 @@ def run_suite(lab: str) -> dict[str, Any]:
         "slowest_calls": doc["slowest_calls"],
         "tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else [],
     }
+
+
+def student_run(lab: str, labs_dir: str, pytest_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`make lab-N [-- pytest_args]` on a warm stack, as its two steps: the lab's services up,
+    then the student runner on `labs_dir`; timed to the first failing test printed and to the end."""
+    number = str(int(lab[3:5]))
+    t0 = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "harness.ops.stack", "up", "--lab", number],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=SUITE_TIMEOUT_S,
+    )
+    up = time.time() - t0
+    argv = [sys.executable, "-m", "harness.grading.student", "--labs-dir", labs_dir, number]
+    first = None
+    with subprocess.Popen(
+        [*argv, "--", *pytest_args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        for line in proc.stdout:
+            if first is None and FIRST_FAILURE_MARK in line:
+                first = time.time() - t0
+    return {
+        "up_s": up,
+        "wall_s": time.time() - t0,
+        "first_failure_s": first,
+        "exit": proc.returncode,
+    }
+
+
+def student_loop(section: Section, labs: list[str]) -> None:
+    """The student's commands, once each per lab: the whole skeleton, one part on both sides."""
+    table: dict[str, dict[str, Any]] = {}
+    for lab in labs:
+        quick = lab.startswith(QUICK_LABS)
+        whole = section.figure(
+            f"{lab}_make_lab_skeleton_s",
+            f"{lab}: make lab-N on the pristine skeleton (warm stack)",
+            "s",
+            target=("<=", TARGET_QUICK_LABS_S if quick else TARGET_S),
+        )
+        first = section.figure(
+            f"{lab}_first_failure_s",
+            f"{lab}: make lab-N on the skeleton, to the first failing test printed",
+            "s",
+            target=("<=", TARGET_FIRST_FAILURE_S),
+        )
+        part_skeleton = section.figure(
+            f"{lab}_partB_skeleton_s",
+            f"{lab}: make lab-N -- -k partB, skeleton",
+            "s",
+            target=("<=", TARGET_PART_S),
+        )
+        part_solution = section.figure(
+            f"{lab}_partB_solutions_s",
+            f"{lab}: make lab-N -- -k partB, reference solution",
+            "s",
+            target=("<=", TARGET_PART_S),
+        )
+        skeleton = student_run(lab, "labs")
+        whole.add(skeleton["wall_s"])
+        if skeleton["first_failure_s"] is not None:
+            first.add(skeleton["first_failure_s"])
+        part_s = student_run(lab, "labs", ("-k", "partB"))
+        part_skeleton.add(part_s["wall_s"])
+        part_r = student_run(lab, "solutions", ("-k", "partB"))
+        part_solution.add(part_r["wall_s"])
+        table[lab] = {
+            "services up (warm) s": round(skeleton["up_s"], 1),
+            "skeleton: first failure s": round(skeleton["first_failure_s"] or math.nan, 1),
+            "skeleton: score table s": round(skeleton["wall_s"], 1),
+            "partB skeleton s": round(part_s["wall_s"], 1),
+            "partB reference s (exit)": f"{part_r['wall_s']:.1f} ({part_r['exit']})",
+        }
+        log(
+            f"{lab} make lab-N: skeleton {skeleton['wall_s']:.1f} s (first failure "
+            f"{skeleton['first_failure_s']}), partB {part_s['wall_s']:.1f} / {part_r['wall_s']:.1f} s"
+        )
+    section.tables["make lab-N as the student types it (warm stack, one run each)"] = table
+    section.note(
+        "make lab-N = `python -m harness.ops.stack up --lab N` (warm: the lab's services already "
+        "run) then `python -m harness.grading.student N`, which prints the first failing test as "
+        "soon as it is known and the score table at the end; the reference runs with "
+        "`--labs-dir solutions`."
+    )
 
 
 def run(section: Section, options: Any) -> None:
@@ -153,3 +250,4 @@ def run(section: Section, options: Any) -> None:
         "new process with the stack already up; `make lab-N` adds a warm `make up` (section 1) "
         "on top. Spark session start is the set-up of the `spark` fixture (its first use)."
     )
+    student_loop(section, labs)
