@@ -104,3 +104,33 @@ def scaled_files(copies: int) -> list[Path]:
             partial.rename(path)
         files.append(path)
     return files
+
+
+def kept_by_the_rules(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The snapshots with only the state vectors both Lab 01 and Lab 02 keep (harness.runtime.validity:
+    the row rules, then the first of each (icao24, time_position)), so that every row the streaming
+    runs publish is one ClickHouse must show; the recording's rejects would never appear there."""
+    from harness.runtime import validity as v
+
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for snapshot in snapshots:
+        states = []
+        for state in snapshot["states"] or []:
+            icao, time_position, lon, lat, velocity = (state[i] for i in (0, 3, 5, 6, 9))
+            if (
+                not isinstance(icao, str)
+                or len(icao) != v.ICAO24_LENGTH
+                or set(icao) - set(v.ICAO24_ALPHABET)
+                or None in (lat, lon, time_position)
+                or not v.LATITUDE_MIN <= lat <= v.LATITUDE_MAX
+                or not v.LONGITUDE_MIN <= lon <= v.LONGITUDE_MAX
+                or (velocity is not None and velocity < v.MIN_VELOCITY)
+                or time_position > snapshot["time"] + v.FUTURE_TOLERANCE_S
+                or (icao, time_position) in seen
+            ):
+                continue
+            seen.add((icao, time_position))
+            states.append(state)
+        out.append({"time": snapshot["time"], "states": states})
+    return out

@@ -35,7 +35,13 @@ from typing import Any
 from bench.batch import remove_prefix
 from bench.cleanup import delete_topics
 from bench.common import Section, log, unique
-from bench.scale import copies_for, original, scaled_snapshots, shifted_snapshot
+from bench.scale import (
+    copies_for,
+    kept_by_the_rules,
+    original,
+    scaled_snapshots,
+    shifted_snapshot,
+)
 from harness.runtime.config import ROOT
 from harness.runtime.services import clickhouse_client, kafka_config, pg_connect
 
@@ -216,13 +222,15 @@ def _snapshots_for(rows: int) -> list[dict[str, Any]]:
         total += len(snapshot["states"] or [])
         if total >= rows:
             break
-    return out
+    return kept_by_the_rules(out)
 
 
 def _later_snapshots(count: int) -> list[dict[str, Any]]:
     """`count` snapshots from copy 1 of the scaled recording on (copy 0 is the original)."""
     snaps = original()
-    return [shifted_snapshot(snaps[i % len(snaps)], 1 + i // len(snaps)) for i in range(count)]
+    return kept_by_the_rules(
+        [shifted_snapshot(snaps[i % len(snaps)], 1 + i // len(snaps)) for i in range(count)]
+    )
 
 
 # ------------------------------------------------------------------ warm-up
@@ -231,7 +239,9 @@ def warm_up(pipeline: Pipeline, names: Names) -> int:
     shows them: the first micro-batches (JIT, Python workers, table creation) are not measured."""
     from harness.runtime.replay import replay
 
-    snaps = [shifted_snapshot(s, WARMUP_COPY) for s in original()[:WARMUP_SNAPSHOTS]]
+    snaps = kept_by_the_rules(
+        [shifted_snapshot(s, WARMUP_COPY) for s in original()[:WARMUP_SNAPSHOTS]]
+    )
     rows = sum(len(s["states"] or []) for s in snaps)
     replay(topic=names.topic, speed=0, mode="state", snapshots=snaps)
     client = clickhouse_client()
