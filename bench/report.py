@@ -1,9 +1,12 @@
-"""results.json -> results.md: the machine, the versions, one table of figures per section."""
+"""results.json -> results.md: the machine, the versions, one table of figures per section, then
+bench/by_hand.md (what was measured by hand) as it is."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+BY_HAND = Path(__file__).with_name("by_hand.md")  # figures measured by hand, appended as they are
 TARGET_WORD = {True: "met", False: "**missed**", None: ""}
 
 
@@ -152,4 +155,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 out += ["", *_table(tname.replace("_", " "), table)]
         if s["notes"]:
             out += [""] + [f"- {n}" for n in s["notes"]]
+    if BY_HAND.exists():  # what was measured by hand: kept across bench runs
+        text = BY_HAND.read_text()
+        out += ["", text[text.index("-->") + 3 :].strip() if "-->" in text else text.strip()]
     return "\n".join(out).rstrip() + "\n"
