@@ -87,6 +87,11 @@ def spark_conf(master: str | None = None) -> dict[str, str]:
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",
     }
+    # JVM flags of the driver and executors (infra/.env): short jobs start sooner with a lighter JIT.
+    jvm = setting("SPARK_JVM_OPTIONS", "")
+    if jvm:
+        conf["spark.driver.extraJavaOptions"] = jvm
+        conf["spark.executor.extraJavaOptions"] = jvm
     if _on_cluster(master):
         # Leave room on the lab's one worker for a second application (a notebook, a test).
         conf["spark.executor.memory"] = "512m"
