@@ -15,17 +15,19 @@ What runs, in the platform's order and under its own names (no throw-away names 
    emergency planted in the copy that is replayed (the recording file is never changed): one
    aircraft squawks 7700 from the middle of the slice to its end, another descends faster than
    the rapid-descent rule allows for a few state vectors and then levels off;
-4. the streaming job (Lab 02, `--trigger availableNow`): raw_flights -> ClickHouse, PostgreSQL, Kafka
-   `processed_flights`, S3 `streaming-aggregations`, dead letters to `raw_flights.dlq`;
-5. the alerts job (Lab 09, `--trigger availableNow`) over this run's messages of raw_flights: alert
-   episodes to the Kafka topic `flight_alerts` and the ClickHouse table `opensky.flight_alerts`;
-6. the batch job (Lab 01, the platform's `batch_processor.py s3 s3a://raw-data/flights/*.json`) over
-   the same slice written as raw files to `raw-data/flights/`: Parquet, ClickHouse and PostgreSQL
-   `flight_statistics`;
-7. the platform's ClickHouse query, run verbatim, the count of every topic, table and bucket, the
+4. the streaming and the batch job side by side, each its own Spark application, as they run on
+   the platform:
+   - the streaming job (Lab 02, `--trigger availableNow`): raw_flights -> ClickHouse, PostgreSQL,
+     Kafka `processed_flights`, S3 `streaming-aggregations`, dead letters to `raw_flights.dlq`;
+   - the batch job (Lab 01, the platform's `batch_processor.py s3 s3a://raw-data/flights/*.json`)
+     over the same slice written as raw files to `raw-data/flights/`: Parquet, ClickHouse and
+     PostgreSQL `flight_statistics`;
+5. the alerts job (Lab 09, `--trigger availableNow`) over this run's messages of raw_flights:
+   alert episodes to the Kafka topic `flight_alerts` and the ClickHouse table `opensky.flight_alerts`;
+6. the platform's ClickHouse query, run verbatim, the count of every topic, table and bucket, the
    planted episodes checked (each exactly once in `flight_alerts` and in `opensky.flight_alerts`,
    open or closed as planted), and the open alerts;
-8. the live dashboard (Lab 09, as `make dashboard` serves it) on http://127.0.0.1:$DASHBOARD_PORT,
+7. the live dashboard (Lab 09, as `make dashboard` serves it) on http://127.0.0.1:$DASHBOARD_PORT,
    left running in the background: `make demo-stop` (or `make down`) stops it.
 
 It exits 1 naming what stayed empty or which planted episode went wrong. The streaming job keeps its
@@ -43,6 +45,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -95,7 +98,7 @@ MAY_BE_EMPTY = {TOPIC_RAW_DLQ}
 JOB_TIMEOUT_S = 900
 CDC_WAIT_S = 90
 KAFKA_READ_S = 60
-STEPS = 8
+STEPS = 7
 
 # The planted emergency. Squawk 7700 (general emergency) from the middle of the slice to its end, at
 # most this long: an episode still open when the replay ends. A descent this fast (m/s, about
@@ -126,29 +129,83 @@ def _module(target: Path, lab: str, name: str):
     return module
 
 
-def _run(argv: list[str], what: str, timeout: float = JOB_TIMEOUT_S) -> str:
-    """Run a job as its own process (its own Spark session); its output is shown indented."""
-    env = {
+def _job_env() -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    t0 = time.monotonic()
-    try:
-        result = subprocess.run(
-            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+
+
+@dataclass
+class Job:
+    """A job started as its own process (its own Spark session), its output kept until it ends."""
+
+    what: str
+    argv: list[str]
+    timeout: float = JOB_TIMEOUT_S
+
+    def start(self) -> Job:
+        self.t0 = time.monotonic()
+        self.out = tempfile.TemporaryFile("w+")
+        self.err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=_job_env(), stdout=self.out, stderr=self.err, text=True
         )
-    except subprocess.TimeoutExpired as exc:
-        raise DemoError(f"{what} did not finish within {timeout:.0f} s") from exc
-    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
-    for line in lines[-8:]:
-        print(f"    {line}")
-    if result.returncode != 0:
-        raise DemoError(
-            f"{what} failed (exit {result.returncode}):\n{result.stderr[-3000:]}\n"
-            f"command: {' '.join(argv)}"
-        )
-    print(f"    ({what}: {time.monotonic() - t0:.0f} s)")
-    return result.stdout
+        return self
+
+    def finish(self) -> str:
+        """Wait for the job; print the end of its output indented; DemoError if it failed."""
+        try:
+            self.proc.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self.t0)))
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.wait()
+            raise DemoError(f"{self.what} did not finish within {self.timeout:.0f} s") from exc
+        ended = getattr(self, "ended", None) or time.monotonic()
+        self.out.seek(0)
+        self.err.seek(0)
+        stdout, stderr = self.out.read(), self.err.read()
+        print(f"    {self.what}:")
+        for line in [ln for ln in stdout.splitlines() if ln.strip()][-8:]:
+            print(f"      {line}")
+        if self.proc.returncode != 0:
+            raise DemoError(
+                f"{self.what} failed (exit {self.proc.returncode}):\n{_cause(stderr)}\n"
+                f"command: {' '.join(self.argv)}"
+            )
+        print(f"      ({self.what}: {ended - self.t0:.0f} s)")
+        return stdout
+
+
+def _cause(stderr: str, most: int = 3000) -> str:
+    """What to show of a failed job's stderr: its first error lines (a Spark query's exception is
+    followed by pages of plan), then its end."""
+    errors = [ln for ln in stderr.splitlines() if "Error" in ln or "Exception" in ln][:12]
+    head = "\n".join(errors)[: most // 2]
+    return (head + "\n...\n" if head else "") + stderr[-(most - len(head)) :]
+
+
+def run_side_by_side(jobs: list[Job]) -> None:
+    """Start the jobs at once (they are independent of each other: the streaming job reads
+    raw_flights with its own checkpoint, the batch job the raw files), wait until every one has
+    ended, then show each in turn; the first failure is raised once all have ended."""
+    for job in jobs:
+        job.start()
+    running = list(jobs)
+    while running:
+        for job in list(running):
+            if job.proc.poll() is not None or time.monotonic() - job.t0 > job.timeout:
+                job.ended = time.monotonic()
+                running.remove(job)
+        time.sleep(0.5)
+    failures: list[DemoError] = []
+    for job in jobs:
+        try:
+            job.finish()
+        except DemoError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 def _utc(seconds: float) -> str:
@@ -174,7 +231,8 @@ def create_tables(target: Path) -> None:
 
 
 def register_debezium() -> None:
-    _run(["bash", str(ROOT / "scripts" / "setup_debezium.sh")], "setup_debezium.sh", timeout=300)
+    argv = ["bash", str(ROOT / "scripts" / "setup_debezium.sh")]
+    Job("setup_debezium.sh", argv, timeout=300).start().finish()
 
 
 def slice_of_recording(minutes: int) -> tuple[list[dict[str, Any]], int]:
@@ -318,13 +376,13 @@ def write_raw_files(snapshots: list[dict[str, Any]]) -> None:
     print(f"    s3://raw-data/{RAW_OBJECT}: {len(snapshots)} snapshots, {len(body):,} bytes")
 
 
-def run_streaming(target: Path) -> None:
+def streaming_job(target: Path) -> Job:
     script = target / "lab02_streaming" / "streaming_processor.py"
     argv = [sys.executable, str(script), "--trigger", "availableNow"]
-    _run(argv + ["--checkpoint", str(CHECKPOINT)], "streaming job (Lab 02)")
+    return Job("streaming job (Lab 02)", argv + ["--checkpoint", str(CHECKPOINT)])
 
 
-def run_alerts(target: Path, since: dict[int, int]) -> None:
+def alerts_job(target: Path, since: dict[int, int]) -> Job:
     """Lab 09's job over the messages of raw_flights from offsets `since` on, from a fresh
     checkpoint and a table emptied of the episodes an earlier run left open."""
     from harness.runtime.services import clickhouse_client
@@ -339,12 +397,12 @@ def run_alerts(target: Path, since: dict[int, int]) -> None:
     script = target / "lab09_alerts" / "alerts.py"
     argv = [sys.executable, str(script), "--topic", TOPIC_RAW, "--trigger", "availableNow"]
     argv += ["--checkpoint", str(ALERTS_CHECKPOINT), "--starting-offsets", start]
-    _run(argv, "alerts job (Lab 09)")
+    return Job("alerts job (Lab 09)", argv)
 
 
-def run_batch(target: Path) -> None:
+def batch_job(target: Path) -> Job:
     script = target / "lab01_batch" / "batch_processor.py"
-    _run([sys.executable, str(script), "s3", RAW_GLOB], "batch job (Lab 01)")
+    return Job("batch job (Lab 01)", [sys.executable, str(script), "s3", RAW_GLOB])
 
 
 # ------------------------------------------------------------------ what the platform holds
@@ -619,15 +677,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    planted: {p.describe()}")
         replay_from = end_offsets(TOPIC_RAW)
         replay_slice(snapshots)
-        step(4, "streaming job: raw_flights -> ClickHouse, PostgreSQL, Kafka, S3")
-        run_streaming(target)
+        write_raw_files(snapshots)
+        step(4, "the streaming and the batch job side by side, each its own Spark application")
+        print(f"    streaming: {TOPIC_RAW} -> ClickHouse, PostgreSQL, Kafka, S3")
+        print(f"    batch:     the raw files {RAW_GLOB} -> Parquet, ClickHouse, PostgreSQL")
+        run_side_by_side([streaming_job(target), batch_job(target)])
         step(5, f"alerts job: this run's {TOPIC_RAW} -> Kafka {ALERTS_TOPIC}, {ALERTS_TABLE}")
         alerts_from = end_offsets(ALERTS_TOPIC)
-        run_alerts(target, replay_from)
-        step(6, f"batch job over the raw files: {RAW_GLOB}")
-        write_raw_files(snapshots)
-        run_batch(target)
-        step(7, "change events, the platform's query, counts, the planted emergency, open alerts")
+        alerts_job(target, replay_from).start().finish()
+        step(6, "change events, the platform's query, counts, the planted emergency, open alerts")
         wait_for_cdc()
         empty = print_report(platform_query(), topic_counts(), table_counts())
         problems = check_planted(planted, read_since(ALERTS_TOPIC, alerts_from))
@@ -637,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
             for what in [f"still empty: {', '.join(empty)}"] * bool(empty) + problems:
                 print(f"make demo: {what}", file=sys.stderr)
             return 1
-        step(8, "the live dashboard (Lab 09)")
+        step(7, "the live dashboard (Lab 09)")
         if args.no_dashboard:
             print("    not started (--no-dashboard); `make dashboard` serves it")
         else:
