@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from harness.runtime import topics
@@ -95,6 +96,24 @@ def state_row(fetch_time: int = 1_633_608_000, **fields: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ ClickHouse and MinIO scratch
+def stream_scratch(
+    name: str, folder: Path, bucket: str = "streaming-aggregations"
+) -> dict[str, str]:
+    """The sinks of Lab 02's `StreamConfig` on throw-away names made from `name`: the topics `name`,
+    `name.dlq` and `name.processed`, the ClickHouse database and the PostgreSQL table `name`, the
+    S3 prefix `<bucket>/<name>/` and a checkpoint in `folder`."""
+    return {
+        "topic": name,
+        "dlq_topic": f"{name}.dlq",
+        "processed_topic": f"{name}.processed",
+        "clickhouse_database": name,
+        "pg_table": name,
+        "aggregates_path": f"s3a://{bucket}/{name}/country_windows",
+        "staging_path": f"s3a://{bucket}/{name}/staging",
+        "checkpoint": str(folder / "checkpoint"),
+    }
+
+
 def clickhouse_session() -> Iterator[Any]:
     """The body of a suite's `ch` fixture: a clickhouse-connect client for the lab's ClickHouse
     (raises ServiceUnavailable if down), closed afterwards."""
