@@ -1,33 +1,14 @@
 # OpenSky Data Engineering Labs — every command a student, an instructor or CI needs.
 # `make` alone lists them. Each target does its own set-up: a fresh clone needs nothing else.
 
-SHELL := /bin/bash
-.DEFAULT_GOAL := help
+include harness/ops/common.mk
 
-PYTHON ?= python3
-VENV ?= .venv
-PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | md5sum | cut -c1-12)
 # Graded suites and the platform's own tests.
 LAB_TESTS := labs
 PLATFORM_TESTS := tests
 REPORTS := reports
 SUBMISSIONS ?=
-# PySpark's spark-submit finds Spark through the `python3` on PATH: make it the venv's.
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-
-# The labs are the folders labs/labNN_*: lab-1 … lab-N. They are listed in .PHONY through a static
-# pattern rule (GNU Make never applies a plain pattern rule such as `lab-%:` to a .PHONY target).
-LAB_NUMBERS := $(shell ls -d labs/lab[0-9][0-9]_* 2>/dev/null | sed -E 's|labs/lab0?([0-9]+)_.*|\1|')
-LAB_TARGETS := $(addprefix lab-,$(LAB_NUMBERS))
-# `make lab-1 -- -k partB`: the words after the lab go to pytest (ARGS="-k partB" works too).
-ifneq ($(filter $(LAB_TARGETS),$(firstword $(MAKECMDGOALS))),)
-LAB_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
-ifneq ($(LAB_ARGS),)
-$(eval $(LAB_ARGS):;@:)
-endif
-endif
 
 .PHONY: help setup venv install up down status restart reset doctor $(LAB_TARGETS) \
         test test-platform test-solutions grade skeletons check-skeletons check-tests notebooks jupyter \
@@ -35,17 +16,11 @@ endif
         bench lint clean demo demo-stop dashboard airflow
 
 help: ## list the commands
-	@grep -hE '^[$$a-zA-Z0-9_%()-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^$$(LAB_TARGETS): lab-%/lab-N/' \
-	  | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  (labs: $(LAB_TARGETS); \`make lab-1 -- -k partB\` runs one part)"
+	$(LIST_COMMANDS)
 
 # ------------------------------------------------------------------ set-up
+# The virtualenv (harness/ops/common.mk builds it): here a newer pyproject.toml installs it again too.
 $(STAMP): pyproject.toml
-	@echo "[setup] Python virtualenv in $(VENV) with the packages of requirements.lock"
-	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup-venv.sh
-	@rm -f $(VENV)/.installed-*; touch $(VENV)/.installed-$$(cat pyproject.toml requirements.lock | md5sum | cut -c1-12)
-
-venv: $(STAMP)
 
 setup: venv ## install everything: Python packages, jars, the MinIO binary, PostgreSQL
 	@$(PY) -m harness.ops.stack install
@@ -74,9 +49,6 @@ reset: venv ## stop the stack, wipe its data and start clean (asks first; YES=1 
 $(LAB_TARGETS): lab-%: venv ## run lab N's graded tests against your code in labs/ (e.g. make lab-1)
 	@$(PY) -m harness.ops.stack up --lab $*
 	@$(PY) -m harness.grading.student $* -- $(ARGS) $(LAB_ARGS)
-
-lab-%:
-	@echo "make $@: there is no such lab. The labs are: $(LAB_TARGETS)." >&2; exit 2
 
 # ------------------------------------------------------------------ instructors
 grade: up ## grade labs/, or SUBMISSIONS=dir/ (folders, git repos [TAG=], zips; sandboxed) into grades.csv

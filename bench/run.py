@@ -43,6 +43,12 @@ SECTIONS: dict[str, str] = {
 }
 # Run order: `stack` last, so the lab stack's memory is read after the other sections used it.
 DEFAULT_SECTIONS = ("kafka", "batch", "streaming", "loop", "stack")
+# The on/off options of `python -m bench`.
+FLAGS = {
+    "--quick": "smoke run: small inputs, 2 repeats",
+    "--cleanup": "only remove every bench_* topic, database, table and object (an interrupted run)",
+    "--merge": "keep the other sections of the results.json already in --out (re-run one section)",
+}
 
 
 @dataclass
@@ -140,7 +146,6 @@ def _terminate_cleanly(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate_cleanly)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: small inputs, 2 repeats")
     parser.add_argument(
         "--sections",
         default=",".join(DEFAULT_SECTIONS),
@@ -154,16 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         help="state vectors for the batch section (default 5,000,000; --quick 100,000)",
     )
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="folder for results.{json,md}")
-    parser.add_argument(
-        "--cleanup",
-        action="store_true",
-        help="only remove every bench_* topic, database, table and object (an interrupted run)",
-    )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="keep the other sections of the results.json already in --out (re-run one section)",
-    )
+    for flag, help_text in FLAGS.items():
+        parser.add_argument(flag, action="store_true", help=help_text)
     args = parser.parse_args(argv)
     if args.cleanup:
         from bench.cleanup import cleanup

@@ -39,24 +39,13 @@ UP_TIMEOUT_S = 900
 # `make status` shows it; PSS shares shared pages out, so PostgreSQL's buffers count once).
 RSS_SCRIPT = """
 import json
-from harness.ops.stack.base import descendants, rss_bytes
+from harness.ops.stack.base import pss_bytes, rss_bytes
 from harness.ops.stack.manager import all_services, owned_pid
-
-import psutil
-
-def pss(pid):
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            total += psutil.Process(p).memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total
 
 out = {}
 for s in all_services():
     pid = owned_pid(s)
-    out[s.name] = [rss_bytes(pid), pss(pid)] if pid else None
+    out[s.name] = [rss_bytes(pid), pss_bytes(pid)] if pid else None
 print(json.dumps(out))
 """
 # `[3/7] Kafka broker: starting… done in 12 s (pid 42)`, or, when other output came in between,

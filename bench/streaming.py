@@ -28,6 +28,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,20 @@ class Pipeline:
             self.proc.wait(timeout=30)
 
 
+@contextmanager
+def running(names: Names, config: dict[str, Any]) -> Iterator[Pipeline]:
+    """The job started with `config` on `names`' sinks; killed when the block fails, and the sinks
+    removed afterwards either way."""
+    pipeline = Pipeline(config)
+    try:
+        yield pipeline
+    except BaseException:
+        pipeline.kill()
+        raise
+    finally:
+        names.remove()
+
+
 def _snapshots_for(rows: int) -> list[dict[str, Any]]:
     """Snapshots of the scaled recording holding at least `rows` state vectors."""
     out, total = [], 0
@@ -270,8 +286,7 @@ def throughput_run(rows: int, trigger: str, **variant: Any) -> dict[str, Any]:
     snapshots = _snapshots_for(rows)
     total = sum(len(s["states"] or []) for s in snapshots)
     report = replay(topic=names.topic, speed=0, mode="state", snapshots=snapshots)
-    pipeline = Pipeline({**names.config(trigger), **variant})
-    try:
+    with running(names, {**names.config(trigger), **variant}) as pipeline:
         info = pipeline.ready()
         t0 = time.time()
         client = clickhouse_client()
@@ -294,11 +309,6 @@ def throughput_run(rows: int, trigger: str, **variant: Any) -> dict[str, Any]:
                 )
             time.sleep(0.5)
         spark = pipeline.stop()
-    except BaseException:
-        pipeline.kill()
-        names.remove()
-        raise
-    names.remove()
     first = next((t, c) for t, c in samples if c > 0)
     done = samples[-1][0]
     # Rows that became visible after the first batch landed (that one carries Spark's warm-up),
@@ -327,8 +337,7 @@ def latency_run(trigger: str, seconds: float, snapshots_per_s: float) -> dict[st
     expected = {s["time"]: len(s["states"] or []) for s in snapshots if s["states"]}
     produced_at: dict[int, float] = {}
     visible_at: dict[int, float] = {}
-    pipeline = Pipeline(names.config(trigger))
-    try:
+    with running(names, names.config(trigger)) as pipeline:
         info = pipeline.ready()
         warm_up(pipeline, names)
         client = clickhouse_client()
@@ -378,11 +387,6 @@ def latency_run(trigger: str, seconds: float, snapshots_per_s: float) -> dict[st
         stop_polling.set()
         poller.join(timeout=10)
         spark = pipeline.stop()
-    except BaseException:
-        pipeline.kill()
-        names.remove()
-        raise
-    names.remove()
     latencies = [visible_at[t] - produced_at[t] for t in produced_at if t in visible_at]
     missing = len(produced_at) - len(latencies)
     if not latencies:

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from harness.runtime.data import load_arrow
+from harness.runtime.schema import ROW_FIELDS
 from harness.runtime.services import clickhouse_client, pg_connect
 
 TABLE, TABLE_X10 = "nb03_flights", "nb03_flights_x10"  # the same names in both databases
@@ -59,27 +60,25 @@ print(", ".join(flights.column_names))
 # insert.
 
 # %%
-CH_TYPES = {
-    "fetch_time": "DateTime('UTC')",
-    "icao24": "String",
-    "callsign": "Nullable(String)",
-    "origin_country": "LowCardinality(String)",
-    "time_position": "Nullable(Int64)",
-    "last_contact": "Int64",
-    "longitude": "Nullable(Float64)",
-    "latitude": "Nullable(Float64)",
-    "baro_altitude": "Nullable(Float64)",
-    "on_ground": "Bool",
-    "velocity": "Nullable(Float64)",
-    "true_track": "Nullable(Float64)",
-    "vertical_rate": "Nullable(Float64)",
-    "geo_altitude": "Nullable(Float64)",
-    "squawk": "Nullable(String)",
-    "spi": "Bool",
-    "position_source": "Int64",
-    "category": "Nullable(Int64)",
-}
-columns_sql = ",\n    ".join(f"{name} {kind}" for name, kind in CH_TYPES.items())
+# The columns of `harness.runtime.schema` except `sensors`, and the name of each kind in ClickHouse
+# and in PostgreSQL (section 3). Two columns get a ClickHouse type of their own: the time, and the
+# country (few distinct values).
+FIELDS = [(name, kind, nullable) for name, kind, nullable in ROW_FIELDS if name != "sensors"]
+CH_KINDS = {"str": "String", "int": "Int64", "float": "Float64", "bool": "Bool"}
+PG_KINDS = {"str": "text", "int": "bigint", "float": "double precision", "bool": "boolean"}
+CH_OWN_TYPES = {"fetch_time": "DateTime('UTC')", "origin_country": "LowCardinality(String)"}
+
+
+def ch_type(name: str, kind: str, nullable: bool) -> str:
+    """The column's own type, or its kind's type, wrapped in Nullable(...) when it may be null."""
+    if name in CH_OWN_TYPES:
+        return CH_OWN_TYPES[name]
+    return f"Nullable({CH_KINDS[kind]})" if nullable else CH_KINDS[kind]
+
+
+columns_sql = ",\n    ".join(
+    f"{name} {ch_type(name, kind, nullable)}" for name, kind, nullable in FIELDS
+)
 for name in (TABLE, TABLE_X10):
     ch.command(f"""
     CREATE TABLE {name} (
@@ -95,30 +94,14 @@ print("ClickHouse rows:", ch.query(f"SELECT count() FROM {TABLE}").result_rows[0
 # %% [markdown]
 # ## 3. Load it into PostgreSQL
 #
-# The same columns with PostgreSQL's types. The primary key `(icao24, fetch_time)` — one
-# position per aircraft and snapshot — is also a B-tree index, as an application would have.
+# The same columns with PostgreSQL's types (`PG_KINDS`; `fetch_time` is a `timestamptz`). The
+# primary key `(icao24, fetch_time)` — one position per aircraft and snapshot — is also a B-tree
+# index, as an application would have.
 # `COPY ... FROM STDIN` streams the rows in one statement, the fast way to bulk-load.
 
 # %%
 PG_TYPES = {
-    "fetch_time": "timestamptz",
-    "icao24": "text",
-    "callsign": "text",
-    "origin_country": "text",
-    "time_position": "bigint",
-    "last_contact": "bigint",
-    "longitude": "double precision",
-    "latitude": "double precision",
-    "baro_altitude": "double precision",
-    "on_ground": "boolean",
-    "velocity": "double precision",
-    "true_track": "double precision",
-    "vertical_rate": "double precision",
-    "geo_altitude": "double precision",
-    "squawk": "text",
-    "spi": "boolean",
-    "position_source": "bigint",
-    "category": "bigint",
+    name: "timestamptz" if name == "fetch_time" else PG_KINDS[kind] for name, kind, _ in FIELDS
 }
 columns_sql = ", ".join(f"{name} {kind}" for name, kind in PG_TYPES.items())
 for name in (TABLE, TABLE_X10):

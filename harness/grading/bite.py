@@ -16,17 +16,12 @@ from pathlib import Path
 
 from harness.grading import skeleton
 from harness.grading.results import PASSED
-from harness.grading.runner import QUIET, find_suites, run_suites
+from harness.grading.runner import QUIET, command_line, find_suites, run_suites
 from harness.runtime.config import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.grading.bite", description=__doc__.split("\n")[0]
-    )
+    parser, argv, extra = command_line("harness.grading.bite", __doc__, argv)
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--labs", nargs="*", help="only these labs (numbers or folder names)")
     parser.add_argument("--tests-root", type=Path, default=ROOT / "labs", help=argparse.SUPPRESS)

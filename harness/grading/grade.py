@@ -32,7 +32,7 @@ from harness.grading.results import (
     to_gradescope,
     write_json,
 )
-from harness.grading.runner import QUIET, Suite, find_suites, run_suites
+from harness.grading.runner import QUIET, Suite, command_line, find_suites, run_suites
 from harness.runtime.config import ROOT
 
 CSV_FIELDS = ["student", "lab", "score", "max", "integrity", "note"]
@@ -78,12 +78,7 @@ def grade_copy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.grading.grade", description=__doc__.split("\n")[0]
-    )
+    parser, argv, extra = command_line("harness.grading.grade", __doc__, argv)
     parser.add_argument("--submissions", type=Path, help="folder with one subfolder per student")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="default: reports/")
     parser.add_argument("--labs", nargs="*", help="only these labs (numbers or folder names)")

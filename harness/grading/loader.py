@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import sys
 import traceback
@@ -12,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from harness.runtime.config import ROOT
+from harness.runtime.labs import NotLoadable, import_file
 
 TARGETS = ("labs", "solutions")
 
@@ -121,18 +121,13 @@ def _import_path(path: Path, name: str) -> ModuleType:
             f"{prefix}: the file does not exist (every test of this lab needs it: restore it "
             f"under its original name)"
         )
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise LabImportError(f"{prefix}: Python cannot load this file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, name)
+    except NotLoadable:
+        raise LabImportError(f"{prefix}: Python cannot load this file.") from None
     except KeyboardInterrupt:
-        sys.modules.pop(name, None)
         raise
     except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even SystemExit
-        sys.modules.pop(name, None)
         raise LabImportError(f"{prefix}{_describe(exc, path)}") from None
     _pickle_by_value(module)
     return module

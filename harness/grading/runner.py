@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -34,6 +35,18 @@ class Suite:
 
     lab: str
     tests: Path
+
+
+def command_line(
+    module: str, doc: str, argv: list[str] | None
+) -> tuple[argparse.ArgumentParser, list[str], list[str]]:
+    """A grading command's parser (`python -m <module>`, its docstring's first line as the
+    description) and its words (`argv`, or the command line's) split at `--`: (parser, the
+    command's own words, the words after `--`, which go on to pytest)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    split = words.index("--") if "--" in words else len(words)
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    return parser, words[:split], words[split + 1 :]
 
 
 def find_suites(tests_root: Path = ROOT / "labs", only: list[str] | None = None) -> list[Suite]:

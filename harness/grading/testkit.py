@@ -10,40 +10,22 @@ and a bound that runs out is a clear failure naming what was awaited.
 
 from __future__ import annotations
 
-import time
-import uuid
+import functools
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
-
+from harness.runtime import topics
 from harness.runtime import waits as runtime_waits
 from harness.runtime.schema import STATE_FIELDS
-from harness.runtime.services import clickhouse_client, kafka_config, minio_client
+from harness.runtime.services import clickhouse_client, minio_client
 
-WAIT_S = 60.0
+WAIT_S = topics.WAIT_S
 T = TypeVar("T")
-
-# Answers of a broker that is still electing a partition's leader (e.g. for a topic that was just
-# created by someone else, such as Debezium): worth asking again.
-RETRIABLE = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._UNKNOWN_TOPIC,
-    KafkaError._TIMED_OUT,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TRANSPORT,
-}
+P = ParamSpec("P")
+# (low, high) watermark of one partition, asking again while its leader is not known yet.
+watermarks = topics.watermarks
 
 
 def wait_until(
@@ -57,88 +39,26 @@ def wait_until(
     )
 
 
-def _retriable(exc: KafkaException) -> bool:
-    error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and (error.code() in RETRIABLE or error.retriable())
+def _as_set_up(function: Callable[P, T]) -> Callable[P, T]:
+    """`function` of `harness.runtime.topics` as a test's set-up step: a bounded wait that runs
+    out is an AssertionError "test set-up: …" instead of a WaitTimeout."""
 
-
-def wait_for_leaders(client: Any, topic: str, timeout: float = WAIT_S) -> dict[int, int]:
-    """Wait until `topic` exists and every partition has a leader: {partition: leader id}.
-
-    `client` is anything with `list_topics` (a Consumer, a Producer or an AdminClient).
-    """
-
-    def leaders() -> dict[int, int] | None:
-        meta = client.list_topics(topic=topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return None
-        found = {p: part.leader for p, part in meta.partitions.items()}
-        ready = all(leader >= 0 for leader in found.values()) and not any(
-            part.error is not None for part in meta.partitions.values()
-        )
-        return found if ready else None
-
-    return wait_until(leaders, f"every partition of {topic} has a leader", timeout)
-
-
-def watermarks(
-    consumer: Consumer, topic: str, partition: int, timeout: float = WAIT_S
-) -> tuple[int, int]:
-    """(low, high) watermark of one partition, asking again while its leader is not known yet."""
-    deadline = time.monotonic() + timeout
-    while True:
+    @functools.wraps(function)
+    def step(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        except KafkaException as exc:
-            if not _retriable(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.3)
+            return function(*args, **kwargs)
+        except runtime_waits.WaitTimeout as exc:
+            raise AssertionError(f"test set-up: {exc}") from None
+
+    return step
 
 
-def read_topic(topic: str, timeout: float = WAIT_S, *, missing_ok: bool = False) -> list[Message]:
-    """Every message now in `topic`, from each partition's start to the end it had when asked.
-
-    Reads with a throw-away group and commits nothing; waits (bounded) for partition leaders.
-    `missing_ok`: a topic that does not exist (yet) reads as empty instead of being awaited.
-    """
-    consumer = Consumer(
-        kafka_config(
-            **{
-                "group.id": f"testkit-reader-{uuid.uuid4().hex[:10]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-    )
-    try:
-        if missing_ok and topic not in consumer.list_topics(timeout=10).topics:
-            return []
-        partitions = wait_for_leaders(consumer, topic, timeout)
-        ends = {}
-        for p in partitions:
-            low, high = watermarks(consumer, topic, p, timeout)
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return []
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        received: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while ends and (left := deadline - time.monotonic()) > 0:
-            msg = consumer.poll(min(left, 0.5))
-            if msg is None or msg.error() is not None:
-                continue
-            received.append(msg)
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
-        if ends:
-            raise AssertionError(
-                f"test set-up: could not read {topic} to its end within {timeout:.0f} s "
-                f"(partitions left: {sorted(ends)})"
-            )
-        return received
-    finally:
-        consumer.close()
+# `read_topic(topic, timeout, since=None, missing_ok=False)`: every message now in `topic`, from
+# each partition's start (or offset `since[p]`) to the end it had when asked; with a throw-away
+# group, committing nothing. `wait_for_leaders(client, topic, timeout)`: {partition: leader id}
+# once every partition of `topic` has a leader.
+read_topic = _as_set_up(topics.read_topic)
+wait_for_leaders = _as_set_up(topics.wait_for_leaders)
 
 
 _SAMPLE: dict[str, Any] = {
@@ -176,6 +96,24 @@ def state_row(fetch_time: int = 1_633_608_000, **fields: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ ClickHouse and MinIO scratch
+def stream_scratch(
+    name: str, folder: Path, bucket: str = "streaming-aggregations"
+) -> dict[str, str]:
+    """The sinks of Lab 02's `StreamConfig` on throw-away names made from `name`: the topics `name`,
+    `name.dlq` and `name.processed`, the ClickHouse database and the PostgreSQL table `name`, the
+    S3 prefix `<bucket>/<name>/` and a checkpoint in `folder`."""
+    return {
+        "topic": name,
+        "dlq_topic": f"{name}.dlq",
+        "processed_topic": f"{name}.processed",
+        "clickhouse_database": name,
+        "pg_table": name,
+        "aggregates_path": f"s3a://{bucket}/{name}/country_windows",
+        "staging_path": f"s3a://{bucket}/{name}/staging",
+        "checkpoint": str(folder / "checkpoint"),
+    }
+
+
 def clickhouse_session() -> Iterator[Any]:
     """The body of a suite's `ch` fixture: a clickhouse-connect client for the lab's ClickHouse
     (raises ServiceUnavailable if down), closed afterwards."""

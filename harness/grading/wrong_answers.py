@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 from harness.grading import loader
-from harness.grading.runner import Suite, find_suites
+from harness.grading.runner import Suite, command_line, find_suites
 from harness.runtime.config import ROOT
 
 PATCH_FOLDER = "wrong_answers"
@@ -649,12 +649,7 @@ def write_report(path: Path, results: list[LabResult], seconds: float, ok: bool)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m harness.grading.wrong_answers", description=__doc__.split("\n")[0]
-    )
+    parser, argv, extra = command_line("harness.grading.wrong_answers", __doc__, argv)
     parser.add_argument("labs", nargs="*", help="only these labs (numbers or folder names)")
     parser.add_argument("--json", type=Path, default=None, help="write a JSON report here")
     parser.add_argument(

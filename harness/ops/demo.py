@@ -442,34 +442,6 @@ def topic_counts() -> dict[str, int]:
     return {t: sum(high - low for low, high in watermarks(t).values()) for t in TOPICS}
 
 
-def read_since(topic: str, since: dict[int, int], timeout: float = KAFKA_READ_S) -> list[Any]:
-    """The messages of `topic` from offsets `since` (a partition missing there: its start) to its
-    end now, bounded in time."""
-    from confluent_kafka import TopicPartition
-
-    ends = {p: (max(low, since.get(p, 0)), high) for p, (low, high) in watermarks(topic).items()}
-    left = {p: high for p, (start, high) in ends.items() if high > start}
-    if not left:
-        return []
-    consumer = _consumer()
-    received = []
-    try:
-        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in left])
-        deadline = time.monotonic() + timeout
-        while left and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() is not None:
-                continue
-            received.append(msg)
-            if msg.offset() + 1 >= left.get(msg.partition(), 0):
-                left.pop(msg.partition(), None)
-    finally:
-        consumer.close()
-    if left:
-        raise DemoError(f"could not read {topic} to its end within {timeout:.0f} s")
-    return received
-
-
 def wait_for_cdc(timeout: float = CDC_WAIT_S) -> None:
     """Debezium's topics fill shortly after the jobs wrote PostgreSQL: wait, bounded."""
     deadline = time.monotonic() + timeout
@@ -688,7 +660,10 @@ def main(argv: list[str] | None = None) -> int:
         step(6, "change events, the platform's query, counts, the planted emergency, open alerts")
         wait_for_cdc()
         empty = print_report(platform_query(), topic_counts(), table_counts())
-        problems = check_planted(planted, read_since(ALERTS_TOPIC, alerts_from))
+        from harness.runtime.topics import read_topic
+
+        alerts = read_topic(ALERTS_TOPIC, KAFKA_READ_S, since=alerts_from, missing_ok=True)
+        problems = check_planted(planted, alerts)
         print_open_alerts(target, planted)
         if empty or problems:
             print(f"\nDemo done in {time.monotonic() - t0:.0f} s, with problems.")

@@ -1,11 +1,17 @@
-"""The course's labs as data: each `labs/labNN_topic/lab.toml` says what the lab needs and what a student edits."""
+"""The course's labs as data: each `labs/labNN_topic/lab.toml` says what the lab needs and what a student edits.
+
+`import_file` imports a lab's file by its path (a lab folder is not a package).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from harness.runtime.config import ROOT
 
@@ -63,3 +69,23 @@ def find_lab(key: str | int, labs_root: Path = ROOT / "labs") -> Lab:
             return lab
     known = ", ".join(f"lab-{lab.number}" for lab in labs)
     raise LookupError(f"there is no lab {text!r}; the labs are: {known}")
+
+
+class NotLoadable(ImportError):
+    """Python has no loader for the file (it is not Python source)."""
+
+
+def import_file(path: Path, name: str) -> ModuleType:
+    """Import the file `path` as the module `name` (a lab folder is not a package): it is in
+    `sys.modules` while it runs, and removed again when its import fails."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise NotLoadable(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from harness.runtime.config import endpoints, stack
+from harness.runtime.config import Endpoints, endpoints, stack
 
 START_COMMANDS = {
     "native": "make up",
@@ -66,11 +66,16 @@ def require(service: str) -> None:
         raise ServiceUnavailable(service, f"{host}:{port}")
 
 
+def _answering(service: str) -> Endpoints:
+    """The endpoints, once `service` answers (`require`): what a client of it is built from."""
+    require(service)
+    return endpoints()
+
+
 # ---------------------------------------------------------------- Kafka
 def kafka_config(**overrides: Any) -> dict[str, Any]:
     """confluent-kafka configuration for the lab broker; `overrides` use Kafka's dotted names."""
-    require("Kafka broker")
-    conf: dict[str, Any] = {"bootstrap.servers": endpoints().kafka_bootstrap}
+    conf: dict[str, Any] = {"bootstrap.servers": _answering("Kafka broker").kafka_bootstrap}
     conf.update({k.replace("_", "."): v for k, v in overrides.items()})
     return conf
 
@@ -86,8 +91,7 @@ def pg_connect(autocommit: bool = True, **kwargs: Any):
     """A psycopg 3 connection to the `opensky` database."""
     import psycopg
 
-    ep = endpoints()
-    require("PostgreSQL")
+    ep = _answering("PostgreSQL")
     try:
         return psycopg.connect(ep.pg_dsn, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
@@ -98,8 +102,7 @@ def pg_connect(autocommit: bool = True, **kwargs: Any):
 def minio_client():
     from minio import Minio
 
-    ep = endpoints()
-    require("MinIO (S3)")
+    ep = _answering("MinIO (S3)")
     return Minio(
         ep.minio_endpoint,
         access_key=ep.minio_access_key,
@@ -112,8 +115,7 @@ def s3_filesystem():
     """A pyarrow S3FileSystem pointed at MinIO."""
     from pyarrow import fs
 
-    ep = endpoints()
-    require("MinIO (S3)")
+    ep = _answering("MinIO (S3)")
     return fs.S3FileSystem(
         endpoint_override=ep.minio_url,
         access_key=ep.minio_access_key,
@@ -128,8 +130,7 @@ def clickhouse_client(database: str | None = None, **kwargs: Any):
     """A clickhouse-connect client for the lab's ClickHouse (chDB natively, server in docker)."""
     import clickhouse_connect
 
-    ep = endpoints()
-    require("ClickHouse")
+    ep = _answering("ClickHouse")
     return clickhouse_connect.get_client(
         host=ep.clickhouse_host,
         port=ep.clickhouse_port,

@@ -1,16 +1,44 @@
 """Sample lab code and graded suites shared by the harness tests."""
 
-# A graded suite used by several tests: parts A and B of `lab01_demo`, module `demo`.
-DEMO_TESTS = '''
-    """Graded test suite for Lab 01 (harness self-test)."""
+import textwrap
+
+
+def graded_suite(lab: str, module: str, tests: str, docstring: str = "") -> str:
+    """A graded suite for `lab` (indented like the samples here): its lab module `module` as a
+    module-scoped fixture of that name, then `tests`, which use it."""
+    head = f'    """{docstring}"""\n' if docstring else ""
+    return (
+        head
+        + f"""\
     import pytest
     from harness.grading import lab_module
 
 
     @pytest.fixture(scope="module")
-    def demo():
-        return lab_module("lab01_demo", "demo")
+    def {module}():
+        return lab_module("{lab}", "{module}")
+"""
+        + tests
+    )
 
+
+def one_point_tests(imports: tuple[str, ...] = (), **bodies: str) -> str:
+    """A graded suite of tests `test_partA_<name>` worth one point each, in the order given, each
+    with its body from `bodies` (Python statements); `imports`: modules imported besides pytest."""
+    head = "".join(f"import {name}\n" for name in (*imports, "pytest"))
+    return head + "".join(
+        f"\n\n@pytest.mark.points(1)\ndef test_partA_{name}():\n"
+        + textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        + "\n"
+        for name, body in bodies.items()
+    )
+
+
+# A graded suite used by several tests: parts A and B of `lab01_demo`, module `demo`.
+DEMO_TESTS = graded_suite(
+    "lab01_demo",
+    "demo",
+    '''
 
     @pytest.mark.points(2)
     def test_partA_adds(demo):
@@ -32,7 +60,9 @@ DEMO_TESTS = '''
 
     def test_not_graded():
         """A test without points counts nowhere."""
-'''
+''',
+    docstring="Graded test suite for Lab 01 (harness self-test).",
+)
 
 DEMO_SOLUTION = '''
     """Lab 01 demo module (reference)."""

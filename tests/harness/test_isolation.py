@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from harness.grading import grade
-from tests.harness.samples import DEMO_TESTS
+from tests.harness.samples import DEMO_TESTS, graded_suite
 
-SECOND_LAB_TESTS = '''
-    import pytest
-    from harness.grading import lab_module
-
-
-    @pytest.fixture(scope="module")
-    def more():
-        return lab_module("lab02_more", "more")
-
+SECOND_LAB_TESTS = graded_suite(
+    "lab02_more",
+    "more",
+    '''
 
     @pytest.mark.points(4)
     def test_partA_value(more):
@@ -28,7 +25,8 @@ SECOND_LAB_TESTS = '''
     def test_partB_name(more):
         """NAME is set."""
         assert more.NAME == "more"
-'''
+''',
+)
 SECOND_LAB_GOOD = 'VALUE = 42\nNAME = "more"\n'
 
 
@@ -139,33 +137,42 @@ def test_an_import_error_fails_only_its_lab_and_names_file_and_line(course):
     result.stdout.re_match_lines([r"\s+! Lab 01: could not import labs/lab01_demo/demo.py: line 4"])
 
 
-def test_a_syntax_error_names_file_and_line(course):
-    """A SyntaxError in the lab module names the file and the line."""
-    course.module("lab01_demo", "demo", "def add(a, b)\n    return a + b\n")
-    course.tests("lab01_demo", DEMO_TESTS)
+@pytest.mark.parametrize(
+    ("modules", "suites", "outcomes", "messages"),
+    [
+        pytest.param(
+            {"lab01_demo/demo": "def add(a, b)\n    return a + b\n"},
+            {"lab01_demo": DEMO_TESTS},
+            {"passed": 1, "errors": 3},
+            ["Lab 01: could not import labs/lab01_demo/demo.py: line 1: SyntaxError: *"],
+            id="a syntax error",
+        ),
+        pytest.param(
+            {"lab02_more/more": "import sys\nsys.exit(3)\n"},
+            {"lab01_demo": DEMO_TESTS, "lab02_more": SECOND_LAB_TESTS},
+            {"passed": 1, "errors": 5},
+            [
+                "Lab 01: could not import labs/lab01_demo/demo.py: the file does not exist*",
+                "Lab 02: could not import labs/lab02_more/more.py: line 2: "
+                "the file calls exit() / sys.exit() while being imported",
+            ],
+            id="a missing file and exit at import",
+        ),
+    ],
+)
+def test_a_module_that_does_not_import_is_reported_with_file_and_line(
+    course, modules, suites, outcomes, messages
+):
+    """A SyntaxError names the file and the line; a missing file and a sys.exit() at import are
+    readable errors, cached per lab."""
+    for where, text in modules.items():
+        course.module(*where.split("/"), text)
+    for lab, tests in suites.items():
+        course.tests(lab, tests)
     result = course.pytester.runpytest("labs", "--labs-dir", "labs")
-    result.assert_outcomes(passed=1, errors=3)
-    result.stdout.fnmatch_lines(
-        ["Lab 01: could not import labs/lab01_demo/demo.py: line 1: SyntaxError: *"]
-    )
-
-
-def test_a_missing_module_and_exit_at_import_are_reported(course):
-    """A missing file and a sys.exit() at import are readable errors, cached per lab."""
-    course.tests("lab01_demo", DEMO_TESTS)
-    course.module("lab02_more", "more", "import sys\nsys.exit(3)\n")
-    course.tests("lab02_more", SECOND_LAB_TESTS)
-    result = course.pytester.runpytest("labs", "--labs-dir", "labs")
-    result.assert_outcomes(passed=1, errors=5)
-    result.stdout.fnmatch_lines(
-        ["Lab 01: could not import labs/lab01_demo/demo.py: the file does not exist*"]
-    )
-    result.stdout.fnmatch_lines(
-        [
-            "Lab 02: could not import labs/lab02_more/more.py: line 2: "
-            "the file calls exit() / sys.exit() while being imported"
-        ]
-    )
+    result.assert_outcomes(**outcomes)
+    for message in messages:
+        result.stdout.fnmatch_lines([message])
 
 
 def test_an_endless_loop_at_import_costs_only_that_lab(course):

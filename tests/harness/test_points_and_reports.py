@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from tests.harness.samples import DEMO_HALF_DONE, DEMO_TESTS
+from tests.harness.samples import DEMO_HALF_DONE, DEMO_TESTS, one_point_tests
 
 # Gradescope's results.json fields ("Output format" in the Gradescope autograder docs).
 VISIBILITY = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
@@ -151,24 +151,7 @@ def test_results_json_survives_an_interrupted_run(course):
     course.module("lab01_demo", "demo", DEMO_HALF_DONE)
     course.tests(
         "lab01_demo",
-        """
-        import pytest
-
-
-        @pytest.mark.points(1)
-        def test_partA_first():
-            pass
-
-
-        @pytest.mark.points(1)
-        def test_partA_interrupts():
-            raise KeyboardInterrupt
-
-
-        @pytest.mark.points(1)
-        def test_partA_never_runs():
-            pass
-        """,
+        one_point_tests(first="pass", interrupts="raise KeyboardInterrupt", never_runs="pass"),
     )
     result = course.pytester.runpytest_subprocess("labs", "--grade-json", "r.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
@@ -185,27 +168,16 @@ def test_results_json_is_kept_current_during_the_run(course):
     """The file is rewritten as tests run, so a process that dies leaves what it had done."""
     course.tests(
         "lab01_demo",
-        """
-        import json
-        import pytest
-
-
-        @pytest.mark.points(1)
-        def test_partA_first():
-            pass
-
-
-        @pytest.mark.points(1)
-        def test_partA_reads_the_file():
-            data = json.load(open("r.json"))
-            statuses = [t["extra_data"]["status"] for t in data["tests"]]
-            assert statuses == ["passed", "running", "not run"], statuses
-
-
-        @pytest.mark.points(1)
-        def test_partA_later():
-            pass
-        """,
+        one_point_tests(
+            ("json",),
+            first="pass",
+            reads_the_file="""
+                data = json.load(open("r.json"))
+                statuses = [t["extra_data"]["status"] for t in data["tests"]]
+                assert statuses == ["passed", "running", "not run"], statuses
+            """,
+            later="pass",
+        ),
     )
     result = course.pytester.runpytest("labs", "--grade-json", "r.json")
     result.assert_outcomes(passed=3)
@@ -215,19 +187,15 @@ def test_spark_style_output_noise_fails_nothing(course):
     """Output written straight to the process's stdout/stderr (as Spark's JVM does) is harmless."""
     course.tests(
         "lab01_demo",
-        """
-        import os
-        import sys
-        import pytest
-
-
-        @pytest.mark.points(1)
-        def test_partA_noisy():
-            os.write(1, b"WARN NativeCodeLoader: Unable to load native-hadoop library\\n" * 50)
-            os.write(2, b"ERROR some JVM log line [Stage 0:>   (0 + 2) / 2]\\r\\n" * 50)
-            print("print noise")
-            print("stderr noise", file=sys.stderr)
-        """,
+        one_point_tests(
+            ("os", "sys"),
+            noisy="""
+                os.write(1, b"WARN NativeCodeLoader: Unable to load native-hadoop library\\n" * 50)
+                os.write(2, b"ERROR some JVM log line [Stage 0:>   (0 + 2) / 2]\\r\\n" * 50)
+                print("print noise")
+                print("stderr noise", file=sys.stderr)
+            """,
+        ),
     )
     result = course.pytester.runpytest("labs", "--grade-json", "r.json")
     result.assert_outcomes(passed=1)

@@ -42,17 +42,13 @@ GIVEN = textwrap.dedent(
     '''
 ).lstrip()
 
-SOLUTION = (
-    GIVEN
-    + textwrap.dedent(
-        '''
+# The rest of the module, with each answer's place as {clean}, {score}, {long}: the solution has
+# the marked answers there, the skeleton the raises they become.
+ANSWERED = textwrap.dedent(
+    '''
     def clean(values: list[int]) -> Result:
         """Keep values up to LIMIT; count the rest."""
-        # BEGIN SOLUTION (part B)
-        kept = [v for v in values if v <= LIMIT]
-        # a comment inside the answer goes too
-        return Result(kept, len(values) - len(kept))
-        # END SOLUTION
+    {clean}
 
 
     class Scorer:
@@ -64,50 +60,42 @@ SOLUTION = (
             for value in values:
                 if value < 0:
                     continue  # kept: outside the markers
-                # BEGIN SOLUTION (part C)
-                total += math.sqrt(value)
-                # END SOLUTION
+    {score}
             return total
 
 
     def a_function_whose_name_is_long_enough_to_wrap_the_raise(values: list[int]) -> int:
         """No part given."""
-        # BEGIN SOLUTION
-        return len(values)
-        # END SOLUTION
+    {long}
     '''
-    ).lstrip()
+).lstrip()
+
+SOLUTION = GIVEN + ANSWERED.format(
+    clean="""\
+    # BEGIN SOLUTION (part B)
+    kept = [v for v in values if v <= LIMIT]
+    # a comment inside the answer goes too
+    return Result(kept, len(values) - len(kept))
+    # END SOLUTION""",
+    score="""\
+            # BEGIN SOLUTION (part C)
+            total += math.sqrt(value)
+            # END SOLUTION""",
+    long="""\
+    # BEGIN SOLUTION
+    return len(values)
+    # END SOLUTION""",
 )
 
-EXPECTED_BODY = (
-    GIVEN
-    + textwrap.dedent(
-        '''
-    def clean(values: list[int]) -> Result:
-        """Keep values up to LIMIT; count the rest."""
-        raise NotImplementedError("Lab 03, part B: clean() — see labs/lab03_sample/README.md")
-
-
-    class Scorer:
-        """Scores things."""
-
-        def score(self, values: list[int]) -> float:
-            """Sum of square roots, skipping negatives."""
-            total = 0.0
-            for value in values:
-                if value < 0:
-                    continue  # kept: outside the markers
-                raise NotImplementedError("Lab 03, part C: score() — see labs/lab03_sample/README.md")
-            return total
-
-
-    def a_function_whose_name_is_long_enough_to_wrap_the_raise(values: list[int]) -> int:
-        """No part given."""
-        raise NotImplementedError(
-            "Lab 03: a_function_whose_name_is_long_enough_to_wrap_the_raise() — see labs/lab03_sample/README.md"
-        )
-    '''
-    ).lstrip()
+EXPECTED_BODY = GIVEN + ANSWERED.format(
+    clean="""\
+    raise NotImplementedError("Lab 03, part B: clean() — see labs/lab03_sample/README.md")""",
+    score="""\
+            raise NotImplementedError("Lab 03, part C: score() — see labs/lab03_sample/README.md")""",
+    long="""\
+    raise NotImplementedError(
+        "Lab 03: a_function_whose_name_is_long_enough_to_wrap_the_raise() — see labs/lab03_sample/README.md"
+    )""",
 )
 
 

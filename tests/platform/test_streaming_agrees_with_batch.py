@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.grading.testkit import read_topic
+from harness.grading.testkit import read_topic, stream_scratch
 from harness.runtime.data import load_snapshots
 from harness.runtime.replay import replay
 from harness.runtime.services import (
@@ -41,18 +41,8 @@ def _solution(lab: str, module: str) -> Any:
 def stream_cfg(tmp_path) -> Iterator[Any]:
     """The Lab 02 job's configuration on throw-away names, removed afterwards."""
     mod = _solution("lab02_streaming", "streaming_processor")
-    uid = uuid.uuid4().hex[:10]
-    cfg = mod.StreamConfig(
-        topic=f"agreement_{uid}",
-        dlq_topic=f"agreement_{uid}.dlq",
-        processed_topic=f"agreement_{uid}.processed",
-        clickhouse_database=f"agreement_{uid}",
-        pg_table=f"agreement_{uid}",
-        aggregates_path=f"s3a://streaming-aggregations/agreement-{uid}/country_windows",
-        staging_path=f"s3a://streaming-aggregations/agreement-{uid}/staging",
-        checkpoint=str(tmp_path / "checkpoint"),
-        trigger="availableNow",
-    )
+    name = f"agreement_{uuid.uuid4().hex[:10]}"
+    cfg = mod.StreamConfig(**stream_scratch(name, tmp_path), trigger="availableNow")
     yield cfg
     admin = kafka_admin()
     for future in admin.delete_topics([cfg.topic, cfg.dlq_topic, cfg.processed_topic]).values():
@@ -66,9 +56,7 @@ def stream_cfg(tmp_path) -> Iterator[Any]:
     with pg_connect() as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{cfg.pg_table}", "{cfg.pg_table}_staging"')
     s3 = minio_client()
-    for obj in s3.list_objects(
-        "streaming-aggregations", prefix=f"agreement-{uid}/", recursive=True
-    ):
+    for obj in s3.list_objects("streaming-aggregations", prefix=f"{name}/", recursive=True):
         s3.remove_object("streaming-aggregations", obj.object_name)
 
 

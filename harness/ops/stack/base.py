@@ -296,15 +296,26 @@ def python() -> str:
     return sys.executable
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of `pid` and its descendants."""
+def _tree_total(pid: int, measure: Callable[[psutil.Process], int]) -> int:
+    """`measure` summed over `pid` and its descendants (a process that is gone counts 0)."""
     total = 0
     for p in [pid, *descendants(pid)]:
         try:
-            total += psutil.Process(p).memory_info().rss
+            total += measure(psutil.Process(p))
         except psutil.Error:
             pass
     return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and its descendants."""
+    return _tree_total(pid, lambda process: process.memory_info().rss)
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional memory of `pid` and its descendants: shared pages split among their users
+    (PostgreSQL's shared buffers count once, not once per backend)."""
+    return _tree_total(pid, lambda process: process.memory_full_info().pss)
 
 
 def descendants(pid: int) -> list[int]:

@@ -77,6 +77,15 @@ def _spark_env(local_dir: Path) -> dict[str, str]:
     }
 
 
+def _spark_class(main: str, *arguments: object, **options: object) -> list[str]:
+    """The argv that runs Spark's class `main` through PySpark's bin/spark-class: each option
+    `webui_port=8081` as `--webui-port 8081` (underscores as dashes), then `arguments`."""
+    argv = [str(spark_home() / "bin" / "spark-class"), main]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv + [str(argument) for argument in arguments]
+
+
 def _get_json(url: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
@@ -122,16 +131,12 @@ class SparkMaster(Service):
         log(f"      {len(jars)} jars in {SPARK_JARS_DIR} verified")
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        argv = [
-            str(spark_home() / "bin" / "spark-class"),
+        argv = _spark_class(
             "org.apache.spark.deploy.master.Master",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--webui-port",
-            str(self.webui_port),
-        ]
+            host=self.host,
+            port=self.port,
+            webui_port=self.webui_port,
+        )
         return argv, _spark_env(self.data_dir)
 
     def healthy(self) -> bool:
@@ -177,21 +182,15 @@ class SparkWorker(Service):
     def command(self) -> tuple[list[str], dict[str, str]]:
         work_dir = self.data_dir / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            str(spark_home() / "bin" / "spark-class"),
+        argv = _spark_class(
             "org.apache.spark.deploy.worker.Worker",
-            "--host",
-            self.host,
-            "--webui-port",
-            str(self.port),
-            "--cores",
-            str(self.cores),
-            "--memory",
-            self.memory,
-            "--work-dir",
-            str(work_dir),
             self.master.endpoint,
-        ]
+            host=self.host,
+            webui_port=self.port,
+            cores=self.cores,
+            memory=self.memory,
+            work_dir=work_dir,
+        )
         env = _spark_env(self.data_dir)
         # Finished applications' folders (logs, fetched jars) are removed after a day.
         env["SPARK_WORKER_OPTS"] = (
