@@ -25,7 +25,6 @@ class ChdbServer(Service):
         ep = endpoints()
         self.host = ep.clickhouse_host
         self.port = ep.clickhouse_port
-        self.port_variable = "CLICKHOUSE_PORT"
 
     def installed(self) -> bool:
         return importlib.util.find_spec("chdb") is not None

@@ -52,8 +52,6 @@ class MinIO(Service):
         self.host = host
         self.port = int(port)
         self.console_port = int(setting("MINIO_CONSOLE_PORT", "9001"))
-        self.port_variable = "MINIO_PORT"
-        self.extra_ports = {self.console_port: "MINIO_CONSOLE_PORT"}
 
     @property
     def binary(self):

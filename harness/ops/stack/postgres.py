@@ -70,7 +70,6 @@ class Postgres(Service):
         ep = endpoints()
         self.host = ep.pg_host
         self.port = ep.pg_port
-        self.port_variable = "POSTGRES_PORT"
 
     # ---- where things live
     @cached_property

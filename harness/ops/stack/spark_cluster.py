@@ -103,8 +103,6 @@ class SparkMaster(Service):
         self.host = setting("SPARK_MASTER_HOST", "127.0.0.1")
         self.port = int(setting("SPARK_MASTER_PORT", "7077"))
         self.webui_port = int(setting("SPARK_MASTER_WEBUI_PORT", "8081"))
-        self.port_variable = "SPARK_MASTER_PORT"
-        self.extra_ports = {self.webui_port: "SPARK_MASTER_WEBUI_PORT"}
 
     @property
     def endpoint(self) -> str:
@@ -155,7 +153,6 @@ class SparkWorker(Service):
         self.master = SparkMaster()
         self.host = self.master.host
         self.port = int(setting("SPARK_WORKER_WEBUI_PORT", "8082"))
-        self.port_variable = "SPARK_WORKER_WEBUI_PORT"
         self.cores = setting("SPARK_WORKER_CORES", "2")
         self.memory = setting("SPARK_WORKER_MEMORY", "1g")
 
