@@ -101,8 +101,8 @@ def arrow_row_schema():
 # ClickHouse: the platform's tables of flat rows (Lab 02's `flights_streaming`, Lab 04's tables,
 # Lab 01's `flights_batch`) hold each field in the type of its kind, narrowed for a few fields:
 # unix-second times as DateTime('UTC'), the country as a dictionary (about 50 distinct values),
-# OpenSky's small codes as UInt8. A nullable field is Nullable(...), except an array (ClickHouse
-# has no Nullable arrays: a null array is empty).
+# OpenSky's small codes as UInt8. A nullable field is Nullable(...), except an array: ClickHouse
+# has no Nullable arrays.
 _CLICKHOUSE_KIND_TYPES = {
     "str": "String",
     "int": "Int64",
@@ -128,7 +128,8 @@ def clickhouse_type(name: str) -> str:
 def clickhouse_columns(names: list[str] | None = None) -> str:
     """The column list of a ClickHouse `CREATE TABLE` (`name Type`, comma-separated) for the flat
     row's fields `names`, in that order; all of them (`ROW_FIELD_NAMES`) by default."""
-    return ",\n    ".join(f"{n} {clickhouse_type(n)}" for n in names or ROW_FIELD_NAMES)
+    chosen = ROW_FIELD_NAMES if names is None else names
+    return ",\n    ".join(f"{name} {clickhouse_type(name)}" for name in chosen)
 
 
 # PostgreSQL `processed_flights`: the streaming job (Lab 02) upserts it, Debezium (Lab 05) captures
