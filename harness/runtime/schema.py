@@ -98,6 +98,40 @@ def arrow_row_schema():
     return pa.schema([pa.field(n, arrow_type(k), True) for n, k, _ in ROW_FIELDS])
 
 
+# ClickHouse: the platform's tables of flat rows (Lab 02's `flights_streaming`, Lab 04's tables,
+# Lab 01's `flights_batch`) hold each field in the type of its kind, narrowed for a few fields:
+# unix-second times as DateTime('UTC'), the country as a dictionary (about 50 distinct values),
+# OpenSky's small codes as UInt8. A nullable field is Nullable(...), except an array: ClickHouse
+# has no Nullable arrays.
+_CLICKHOUSE_KIND_TYPES = {
+    "str": "String",
+    "int": "Int64",
+    "float": "Float64",
+    "bool": "Bool",
+    "int[]": "Array(Int64)",
+}
+_CLICKHOUSE_NARROWED = {
+    "DateTime('UTC')": ("fetch_time", "time_position", "last_contact"),
+    "LowCardinality(String)": ("origin_country",),
+    "UInt8": ("position_source", "category"),
+}
+
+
+def clickhouse_type(name: str) -> str:
+    """ClickHouse type of the flat row's field `name` (KeyError for a name that is not one)."""
+    kind, nullable = {n: (k, null) for n, k, null in ROW_FIELDS}[name]
+    narrowed = [t for t, names in _CLICKHOUSE_NARROWED.items() if name in names]
+    base = narrowed[0] if narrowed else _CLICKHOUSE_KIND_TYPES[kind]
+    return f"Nullable({base})" if nullable and kind != "int[]" else base
+
+
+def clickhouse_columns(names: list[str] | None = None) -> str:
+    """The column list of a ClickHouse `CREATE TABLE` (`name Type`, comma-separated) for the flat
+    row's fields `names`, in that order; all of them (`ROW_FIELD_NAMES`) by default."""
+    chosen = ROW_FIELD_NAMES if names is None else names
+    return ",\n    ".join(f"{name} {clickhouse_type(name)}" for name in chosen)
+
+
 # PostgreSQL `processed_flights`: the streaming job (Lab 02) upserts it, Debezium (Lab 05) captures
 # it, Lab 07's dbt models read it. (name, PostgreSQL type, NOT NULL), primary key (icao24,
 # fetch_time). The first nine columns are the ones Lab 05 replicates; the others are the rest of a

@@ -433,50 +433,31 @@ def create_clickhouse_tables(
     vector's columns, times as DateTime('UTC'), then ENRICHED_COLUMNS) and for the aggregates
     (STATS_COLUMNS)."""
     # BEGIN SOLUTION (part E)
+    from harness.runtime.schema import clickhouse_columns
+
     flights, stats = qualified(database, flights_table), qualified(database, stats_table)
+    # ENRICHED_COLUMNS' types; Lab 04 may have created flights_batch without them.
+    enriched = [
+        ("velocity_kmh", "Nullable(Float64)"),
+        ("altitude_ft", "Nullable(Float64)"),
+        ("flight_phase", "LowCardinality(String)"),
+        ("date", "Date DEFAULT toDate(fetch_time)"),
+        ("hour", "UInt8 DEFAULT toHour(fetch_time)"),
+    ]
+    columns = ",\n".join([clickhouse_columns(), *(f"{name} {kind}" for name, kind in enriched)])
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     client.command(
         f"""
         CREATE TABLE IF NOT EXISTS {flights} (
-            fetch_time      DateTime('UTC'),
-            icao24          String,
-            callsign        Nullable(String),
-            origin_country  LowCardinality(String),
-            time_position   Nullable(DateTime('UTC')),
-            last_contact    DateTime('UTC'),
-            longitude       Nullable(Float64),
-            latitude        Nullable(Float64),
-            baro_altitude   Nullable(Float64),
-            on_ground       Bool,
-            velocity        Nullable(Float64),
-            true_track      Nullable(Float64),
-            vertical_rate   Nullable(Float64),
-            sensors         Array(Int64),
-            geo_altitude    Nullable(Float64),
-            squawk          Nullable(String),
-            spi             Bool,
-            position_source UInt8,
-            category        Nullable(UInt8),
-            velocity_kmh    Nullable(Float64),
-            altitude_ft     Nullable(Float64),
-            flight_phase    LowCardinality(String),
-            date            Date DEFAULT toDate(fetch_time),
-            hour            UInt8 DEFAULT toHour(fetch_time)
+            {columns}
         )
         ENGINE = MergeTree
         PARTITION BY toYYYYMM(fetch_time)
         ORDER BY (origin_country, icao24, fetch_time)
         """
     )
-    # Lab 04 may have created flights_batch with the state vector's columns only: add ours.
-    for column, kind in (
-        ("velocity_kmh", "Nullable(Float64)"),
-        ("altitude_ft", "Nullable(Float64)"),
-        ("flight_phase", "LowCardinality(String)"),
-        ("date", "Date DEFAULT toDate(fetch_time)"),
-        ("hour", "UInt8 DEFAULT toHour(fetch_time)"),
-    ):
-        client.command(f"ALTER TABLE {flights} ADD COLUMN IF NOT EXISTS {column} {kind}")
+    for name, kind in enriched:
+        client.command(f"ALTER TABLE {flights} ADD COLUMN IF NOT EXISTS {name} {kind}")
     client.command(
         f"""
         CREATE TABLE IF NOT EXISTS {stats} (

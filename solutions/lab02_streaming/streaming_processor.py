@@ -60,6 +60,7 @@ from harness.runtime.config import (
 from harness.runtime.schema import (
     ROW_FIELD_NAMES,
     ROW_FIELDS,
+    clickhouse_columns,
     processed_flights_ddl,
     spark_row_schema,
 )
@@ -333,28 +334,6 @@ def _ch_table(database: str, table: str) -> str:
     return f"`{database}`.`{table}`"
 
 
-# The columns of Lab 04's `flights_streaming` (its part A), so its materialized view can read them.
-CLICKHOUSE_COLUMNS = """
-    fetch_time      DateTime('UTC'),
-    icao24          String,
-    callsign        Nullable(String),
-    origin_country  LowCardinality(String),
-    time_position   Nullable(DateTime('UTC')),
-    last_contact    DateTime('UTC'),
-    longitude       Nullable(Float64),
-    latitude        Nullable(Float64),
-    baro_altitude   Nullable(Float64),
-    on_ground       Bool,
-    velocity        Nullable(Float64),
-    true_track      Nullable(Float64),
-    vertical_rate   Nullable(Float64),
-    sensors         Array(Int64),
-    geo_altitude    Nullable(Float64),
-    squawk          Nullable(String),
-    spi             Bool,
-    position_source UInt8,
-    category        Nullable(UInt8)
-"""
 # How many recent insert tokens a plain MergeTree remembers to skip repeated inserts.
 DEDUPLICATION_WINDOW = 1000
 
@@ -515,9 +494,10 @@ def ensure_sinks(cfg: StreamConfig) -> None:
     client = clickhouse_client()
     try:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{cfg.clickhouse_database}`")
-        # No TTL: replayed recordings are years old, a TTL would delete them at once.
+        # The columns of Lab 04's `flights_streaming` (its part A), so its materialized view can
+        # read them. No TTL: replayed recordings are years old, a TTL would delete them at once.
         client.command(
-            f"CREATE TABLE IF NOT EXISTS {table} ({CLICKHOUSE_COLUMNS}) ENGINE = MergeTree "
+            f"CREATE TABLE IF NOT EXISTS {table} ({clickhouse_columns()}) ENGINE = MergeTree "
             "PARTITION BY toYYYYMMDD(fetch_time) ORDER BY (origin_country, icao24, fetch_time) "
             f"SETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
         )

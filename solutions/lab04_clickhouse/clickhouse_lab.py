@@ -143,29 +143,11 @@ def create_flight_tables(
 ) -> None:
     """Create `database` with MergeTree tables flights_streaming (TTL) and flights_batch."""
     # BEGIN SOLUTION (part A)
+    from harness.runtime.schema import clickhouse_columns
+
     if not isinstance(ttl_days, int) or ttl_days <= 0:
         raise ValueError(f"ttl_days must be a positive integer, got {ttl_days!r}")
-    columns = """
-        fetch_time      DateTime('UTC'),
-        icao24          String,
-        callsign        Nullable(String),
-        origin_country  LowCardinality(String),
-        time_position   Nullable(DateTime('UTC')),
-        last_contact    DateTime('UTC'),
-        longitude       Nullable(Float64),
-        latitude        Nullable(Float64),
-        baro_altitude   Nullable(Float64),
-        on_ground       Bool,
-        velocity        Nullable(Float64),
-        true_track      Nullable(Float64),
-        vertical_rate   Nullable(Float64),
-        sensors         Array(Int64),
-        geo_altitude    Nullable(Float64),
-        squawk          Nullable(String),
-        spi             Bool,
-        position_source UInt8,
-        category        Nullable(UInt8)
-    """
+    columns = clickhouse_columns()  # every field of a flat row, in the README's types
     # Queries filter by country, then follow one aircraft through time: that is the sort order.
     order_by = "ORDER BY (origin_country, icao24, fetch_time)"
     client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
@@ -402,18 +384,13 @@ def create_current_state(
 ) -> None:
     """Create a ReplacingMergeTree keyed by icao24 whose newest `fetch_time` version wins."""
     # BEGIN SOLUTION (part D)
+    from harness.runtime.schema import clickhouse_columns
+
+    columns = clickhouse_columns(list(AircraftState._fields))
     client.command(
         f"""
         CREATE TABLE IF NOT EXISTS {qualified(database, table)} (
-            icao24         String,
-            callsign       Nullable(String),
-            origin_country LowCardinality(String),
-            fetch_time     DateTime('UTC'),
-            latitude       Nullable(Float64),
-            longitude      Nullable(Float64),
-            baro_altitude  Nullable(Float64),
-            velocity       Nullable(Float64),
-            on_ground      Bool
+            {columns}
         )
         ENGINE = ReplacingMergeTree(fetch_time)
         ORDER BY icao24

@@ -26,6 +26,7 @@ from chispa.schema_comparer import SchemasNotEqualError
 from lab01_support import Run, run_main
 from psycopg import sql
 
+from harness.grading.suite_helpers import hive_partitions
 from harness.runtime import validity
 from harness.runtime.schema import (
     FLIGHT_STATISTICS_COLUMNS,
@@ -598,22 +599,6 @@ def test_partD_aggregates_per_country_and_hour(mod, spark):
 
 
 # ================================================================== part E: write
-def partitions_in_minio(bucket: str, prefix: str) -> set[tuple[str, int]]:
-    pattern = re.compile(
-        rf"^{re.escape(prefix)}/date=(\d{{4}}-\d\d-\d\d)/hour=(\d+)/[^/]+\.parquet$"
-    )
-    found = set()
-    for obj in minio_client().list_objects(bucket, prefix=f"{prefix}/", recursive=True):
-        if obj.object_name.endswith(".parquet"):
-            match = pattern.match(obj.object_name)
-            assert match, (
-                f"Part E: {obj.object_name!r} is not laid out as "
-                f"{prefix}/date=YYYY-MM-DD/hour=H/<file>.parquet (partitionBy('date', 'hour'))."
-            )
-            found.add((match.group(1), int(match.group(2))))
-    return found
-
-
 def part_e_rows(velocity: float = 230.0) -> list[tuple[dict, tuple]]:
     return [
         (row(T0, icao24="e00001", velocity=velocity), (velocity * 3.6, 32808.4, "cruise", DAY, 12)),
@@ -640,7 +625,13 @@ def test_partE_parquet_partitioned_by_date_and_hour(mod, spark, s3_prefix):
         f"Part E: write_parquet() should return the (date, hour) partitions it wrote, sorted: "
         f"expected {expected}, got {written}."
     )
-    layout = partitions_in_minio("processed-data", f"{s3_prefix}/flights")
+    layout = hive_partitions(
+        minio_client(),
+        "processed-data",
+        f"{s3_prefix}/flights",
+        "Part E",
+        "partitionBy('date', 'hour')",
+    )
     assert layout == {(d.isoformat(), h) for d, h in expected}, (
         f"Part E: Parquet partitions in MinIO are {sorted(layout)}; expected one folder per "
         f"(date, hour) of the input: {expected}."

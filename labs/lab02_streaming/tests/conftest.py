@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from harness.grading import lab_module
+from harness.grading.suite_helpers import drop_clickhouse_database, drop_topics
 from harness.runtime.replay import ensure_topic
-from harness.runtime.services import clickhouse_client, kafka_admin, minio_client, pg_connect
+from harness.runtime.services import minio_client, pg_connect
 
 TEST_BUCKET = "streaming-aggregations"
 TEST_PREFIX = "lab02-tests"
@@ -42,24 +43,8 @@ def _stop_queries(spark, marker: str) -> None:
 
 
 def _cleanup(cfg: Any) -> None:
-    try:
-        admin = kafka_admin()
-        topics = [cfg.topic, cfg.dlq_topic, cfg.processed_topic]
-        existing = set(admin.list_topics(timeout=10).topics)
-        doomed = [t for t in topics if t in existing]
-        for topic, future in (admin.delete_topics(doomed) if doomed else {}).items():
-            try:
-                future.result(15)
-            except Exception as exc:
-                _warn(f"topic {topic}", exc)
-    except Exception as exc:
-        _warn("Kafka topics", exc)
-    try:
-        client = clickhouse_client()
-        client.command(f"DROP DATABASE IF EXISTS `{cfg.clickhouse_database}`")
-        client.close()
-    except Exception as exc:
-        _warn(f"ClickHouse database {cfg.clickhouse_database}", exc)
+    drop_topics([cfg.topic, cfg.dlq_topic, cfg.processed_topic], _warn)
+    drop_clickhouse_database(cfg.clickhouse_database, _warn)
     try:
         from psycopg import sql
 

@@ -29,6 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from harness.grading.suite_helpers import state_at
 from harness.runtime import validity
 from harness.runtime.config import ROOT
 from harness.runtime.data import load_snapshots, snapshot_rows
@@ -43,29 +44,16 @@ STREAM_TIMEOUT_S = 240
 # ------------------------------------------------------------------ hand-made data
 def state(icao24: str, country: str, t: int, **fields: Any) -> dict[str, Any]:
     """A flat row (harness.runtime.schema) at unix time `t`, with plain values unless overridden."""
-    row: dict[str, Any] = {
-        "fetch_time": t,
-        "icao24": icao24,
+    plain = {
         "callsign": f"T{icao24[:5].upper()}  ",
         "origin_country": country,
-        "time_position": t,
-        "last_contact": t,
         "longitude": 2.35,
         "latitude": 48.85,
         "baro_altitude": 3000.0,
-        "on_ground": False,
         "velocity": 200.0,
-        "true_track": 90.0,
-        "vertical_rate": 0.0,
-        "sensors": None,
         "geo_altitude": None,
-        "squawk": "1000",
-        "spi": False,
-        "position_source": 0,
-        "category": 0,
     }
-    row.update(fields)
-    return row
+    return state_at(t, icao24, **{**plain, **fields})
 
 
 def encode(doc: Any) -> str:
@@ -809,6 +797,17 @@ def unit_batch(cfg) -> tuple[list[tuple[str | None, str | None]], list[dict], li
     return messages, on_time, late
 
 
+# The watermark (12:03) unit_batch's rows are processed at: eee005's window has closed.
+UNIT_WATERMARK_MS = (T0 + 180) * 1000
+
+
+def parsed_unit_batch(mod, spark, cfg) -> tuple[list, list[dict], list[dict], Any]:
+    """The sinks made, and unit_batch() as parsed Kafka rows: (messages, on_time, late, parsed)."""
+    mod.ensure_sinks(cfg)
+    messages, on_time, late = unit_batch(cfg)
+    return messages, on_time, late, parse(mod, kafka_rows(spark, messages, topic=cfg.topic))
+
+
 def check_sinks(cfg, on_time: list[dict], late: list[dict], part: str) -> None:
     """ClickHouse and PostgreSQL hold exactly these rows (PostgreSQL with the late flags)."""
     rows = on_time + late
@@ -847,13 +846,10 @@ def check_sinks(cfg, on_time: list[dict], late: list[dict], part: str) -> None:
 @pytest.mark.points(3)
 def test_partC_batch_lands_in_every_sink(mod, spark, cfg) -> None:
     """process_rows_batch() puts exactly the batch's rows in every sink and reports the counts."""
-    mod.ensure_sinks(cfg)
-    messages, on_time, late = unit_batch(cfg)
-    parsed = parse(mod, kafka_rows(spark, messages, topic=cfg.topic))
-    watermark_ms = (T0 + 180) * 1000
-    report = mod.process_rows_batch(parsed, 7, cfg, watermark_ms)
+    messages, on_time, late, parsed = parsed_unit_batch(mod, spark, cfg)
+    report = mod.process_rows_batch(parsed, 7, cfg, UNIT_WATERMARK_MS)
 
-    want = (7, 8, 6, 2, 1, watermark_ms)
+    want = (7, 8, 6, 2, 1, UNIT_WATERMARK_MS)
     got = (
         report.batch_id,
         report.messages,
@@ -950,13 +946,10 @@ def pg_versions(cfg) -> dict[tuple[str, int], str]:
 @pytest.mark.points(2)
 def test_partC_replaying_a_batch_adds_no_duplicates(mod, spark, cfg) -> None:
     """A batch processed twice leaves ClickHouse and PostgreSQL as after once; a new batch lands."""
-    mod.ensure_sinks(cfg)
-    messages, on_time, late = unit_batch(cfg)
-    parsed = parse(mod, kafka_rows(spark, messages, topic=cfg.topic))
-    watermark_ms = (T0 + 180) * 1000
-    first = mod.process_rows_batch(parsed, 3, cfg, watermark_ms)
+    _messages, on_time, late, parsed = parsed_unit_batch(mod, spark, cfg)
+    first = mod.process_rows_batch(parsed, 3, cfg, UNIT_WATERMARK_MS)
     versions = pg_versions(cfg)
-    again = mod.process_rows_batch(parsed, 3, cfg, watermark_ms)
+    again = mod.process_rows_batch(parsed, 3, cfg, UNIT_WATERMARK_MS)
     assert first == again, (
         f"Lab 02, part C: a replayed batch reported {again}, the first run {first}"
     )
@@ -983,7 +976,7 @@ def test_partC_replaying_a_batch_adds_no_duplicates(mod, spark, cfg) -> None:
     df = kafka_rows(spark, [good(r) for r in newer], topic=cfg.topic).withColumn(
         "offset", F.col("offset") + 100
     )
-    mod.process_rows_batch(parse(mod, df), 3, cfg, watermark_ms)
+    mod.process_rows_batch(parse(mod, df), 3, cfg, UNIT_WATERMARK_MS)
     count = len(ch_rows(cfg))
     assert count == 9, (
         f"Lab 02, part C: after a batch of 3 new messages ClickHouse holds {count} rows, "

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from harness.grading import lab_module
-from harness.runtime.services import clickhouse_client
+from harness.grading.suite_helpers import HandOut, fresh_name
+from harness.grading.testkit import clickhouse_session, drop_database
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +20,16 @@ def mod():
 @pytest.fixture(scope="session")
 def ch():
     """A clickhouse-connect client for the lab's ClickHouse (raises ServiceUnavailable if down)."""
-    client = clickhouse_client()
-    yield client
-    client.close()
-
-
-def _drop(client, database: str) -> None:
-    try:
-        client.command(f"DROP DATABASE IF EXISTS `{database}`")
-    except Exception as exc:  # cleanup must never hide the test's own result
-        warnings.warn(f"could not drop test database {database}: {exc}", stacklevel=1)
+    yield from clickhouse_session()
 
 
 @pytest.fixture
-def db_names(ch) -> Iterator[Callable[[], str]]:
+def db_names(ch) -> Iterator[HandOut[str]]:
     """Hands out fresh database names (not created); every one is dropped after the test."""
-    handed_out: list[str] = []
-
-    def new_name() -> str:
-        handed_out.append(f"opensky_test_{uuid.uuid4().hex[:12]}")
-        return handed_out[-1]
-
-    yield new_name
-    for name in handed_out:
-        _drop(ch, name)
+    names = HandOut(lambda: fresh_name("opensky_test_"))
+    yield names
+    for name in names.handed_out:
+        drop_database(ch, name)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from harness.grading.suite_helpers import state_at
 from harness.runtime.schema import arrow_row_schema
 
 # ------------------------------------------------------------------ the schema part A asks for
@@ -60,29 +61,17 @@ def unix(moment: datetime) -> int:
 
 def flight(icao24: str, country: str, when: datetime, **fields: Any) -> dict[str, Any]:
     """One flat row (unix-second times, as harness.runtime.schema defines them) with plain defaults."""
-    row = {
-        "fetch_time": unix(when),
-        "icao24": icao24,
+    plain = {
         "callsign": f"CS{icao24[:4].upper()}",
         "origin_country": country,
-        "time_position": unix(when),
-        "last_contact": unix(when),
         "longitude": 10.0,
         "latitude": 50.0,
         "baro_altitude": 10000.0,
-        "on_ground": False,
         "velocity": 230.0,
-        "true_track": 90.0,
-        "vertical_rate": 0.0,
-        "sensors": None,
         "geo_altitude": 10100.0,
-        "squawk": "1000",
-        "spi": False,
-        "position_source": 0,
         "category": None,
     }
-    row.update(fields)
-    return row
+    return state_at(unix(when), icao24, **{**plain, **fields})
 
 
 def create_reference_table(

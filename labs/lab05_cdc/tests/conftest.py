@@ -8,8 +8,7 @@ The suite registers its pipeline, reads Kafka and reads ClickHouse with its own 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from cdc_support import (
@@ -33,8 +32,10 @@ from cdc_support import (
 from confluent_kafka import KafkaException
 
 from harness.grading import lab_module
+from harness.grading.suite_helpers import HandOut, fresh_name
+from harness.grading.testkit import clickhouse_session, drop_database
 from harness.runtime.config import endpoints
-from harness.runtime.services import ServiceUnavailable, clickhouse_client, kafka_admin, pg_connect
+from harness.runtime.services import ServiceUnavailable, kafka_admin, pg_connect
 
 
 # ------------------------------------------------------------------ module under test, clients
@@ -73,9 +74,7 @@ def pg():
 @pytest.fixture(scope="session")
 def ch():
     """A clickhouse-connect client for the lab's ClickHouse."""
-    client = clickhouse_client()
-    yield client
-    client.close()
+    yield from clickhouse_session()
 
 
 @pytest.fixture(scope="session")
@@ -90,23 +89,18 @@ def admin():
 
 
 @pytest.fixture
-def cdc_names(pg, admin) -> Iterator[Callable[[str], CdcNames]]:
+def cdc_names(pg, admin) -> Iterator[HandOut[CdcNames]]:
     """Hands out unique pipeline names; everything made under them is removed after the test."""
-    handed_out: list[CdcNames] = []
-
-    def new(purpose: str) -> CdcNames:
-        handed_out.append(new_names(purpose))
-        return handed_out[-1]
-
-    yield new
-    for names in handed_out:
+    made = HandOut(new_names)
+    yield made
+    for names in made.handed_out:
         remove_pipeline(pg, admin, names)
 
 
 @pytest.fixture
 def pg_schema(pg) -> Iterator[str]:
     """A fresh PostgreSQL schema name (not created), dropped with everything in it afterwards."""
-    name = f"lab05_test_{uuid.uuid4().hex[:12]}"
+    name = fresh_name("lab05_test_")
     yield name
     try:
         pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
@@ -117,13 +111,10 @@ def pg_schema(pg) -> Iterator[str]:
 @pytest.fixture
 def scratch_db(ch) -> Iterator[str]:
     """An empty ClickHouse database for this test only, dropped afterwards."""
-    name = f"lab05_test_{uuid.uuid4().hex[:12]}"
+    name = fresh_name("lab05_test_")
     ch.command(f"CREATE DATABASE `{name}`")
     yield name
-    try:
-        ch.command(f"DROP DATABASE IF EXISTS `{name}`")
-    except Exception as exc:
-        warn_cleanup(f"drop ClickHouse database {name}", exc)
+    drop_database(ch, name)
 
 
 @pytest.fixture
@@ -135,17 +126,12 @@ def replica_db(ch, scratch_db) -> str:
 
 
 @pytest.fixture
-def groups(admin) -> Iterator[Callable[[], str]]:
+def groups(admin) -> Iterator[HandOut[str]]:
     """Hands out unique consumer-group ids; the groups are deleted afterwards."""
-    names: list[str] = []
-
-    def new() -> str:
-        names.append(f"lab05-test-{uuid.uuid4().hex[:12]}")
-        return names[-1]
-
-    yield new
-    if names:
-        for future in admin.delete_consumer_groups(names, request_timeout=15).values():
+    made = HandOut(lambda: fresh_name("lab05-test-"))
+    yield made
+    if made.handed_out:
+        for future in admin.delete_consumer_groups(made.handed_out, request_timeout=15).values():
             try:
                 future.result(timeout=30)
             except Exception:

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import random
-import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +21,7 @@ from chispa import assert_df_equality
 from minio.error import S3Error
 from pyarrow.fs import FileSelector
 
+from harness.grading.suite_helpers import hive_partitions
 from harness.runtime.data import load_snapshots
 from harness.runtime.schema import ROW_FIELD_NAMES, spark_row_schema, state_to_row
 
@@ -95,23 +95,6 @@ def with_partitions(snapshots: list[dict]) -> list[dict]:
 
 def sort_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["fetch_time"], r["icao24"]))
-
-
-def parquet_partitions(client, bucket: str, prefix: str) -> set[tuple[str, int]]:
-    """(date, hour) of every Parquet object under `prefix`, read from the keys themselves."""
-    pattern = re.compile(
-        rf"^{re.escape(prefix)}/date=(\d{{4}}-\d{{2}}-\d{{2}})/hour=(\d{{1,2}})/[^/]+\.parquet$"
-    )
-    found = set()
-    for obj in client.list_objects(bucket, prefix=f"{prefix}/", recursive=True):
-        if obj.object_name.endswith(".parquet"):
-            match = pattern.match(obj.object_name)
-            assert match, (
-                f"Part C: Parquet file {obj.object_name!r} is not laid out as "
-                f"{prefix}/date=YYYY-MM-DD/hour=H/<file>.parquet (Hive-style partitions)."
-            )
-            found.add((match.group(1), int(match.group(2))))
-    return found
 
 
 @pytest.fixture
@@ -396,7 +379,7 @@ def test_partC_parquet_layout_is_hive_partitioned(mod, s3, fs, bucket):
     """write_partitioned() writes <prefix>/date=…/hour=…/*.parquet and returns those paths."""
     table = mod.snapshots_to_table([make_snapshot(t) for t in PARQUET_TIMES])
     paths = mod.write_partitioned(fs, table, bucket, "flights")
-    partitions = parquet_partitions(s3, bucket, "flights")
+    partitions = hive_partitions(s3, bucket, "flights", "Part C", "Hive-style partitions")
     assert partitions == PARQUET_PARTITIONS, (
         f"Part C: expected partitions {sorted(PARQUET_PARTITIONS)}, found {sorted(partitions)}."
     )
@@ -506,7 +489,7 @@ def test_partC_pyarrow_reads_what_spark_wrote(mod, s3, fs, bucket, spark):
     assert url == f"s3a://{bucket}/spark_flights", (
         f"Part C: write_with_spark() should return s3a://{bucket}/spark_flights, got {url!r}."
     )
-    partitions = parquet_partitions(s3, bucket, "spark_flights")
+    partitions = hive_partitions(s3, bucket, "spark_flights", "Part C", "Hive-style partitions")
     assert partitions == PARQUET_PARTITIONS, (
         f"Part C: after writing three hours and then re-writing one of them, Spark's dataset "
         f"should hold partitions {sorted(PARQUET_PARTITIONS)}, found {sorted(partitions)}. Hint: "

@@ -31,6 +31,7 @@ from harness.runtime.data import load_rows, validate_rows
 from harness.runtime.icao_countries import ALLOCATIONS
 from harness.runtime.schema import (
     FLIGHT_STATISTICS_COLUMNS,
+    clickhouse_columns,
     flight_statistics_ddl,
     processed_flights_ddl,
 )
@@ -70,15 +71,16 @@ RAW_COLUMNS = [
     "category",
 ]
 TIME_COLUMNS = ("fetch_time", "time_position", "last_contact")
-# The columns of ClickHouse's `flights_streaming` (Labs 02 and 04) the ClickHouse mart reads.
+# The columns of ClickHouse's `flights_streaming` (Labs 02 and 04) the ClickHouse mart reads (their
+# types: harness.runtime.schema.clickhouse_type).
 CLICKHOUSE_COLUMNS = [
-    ("fetch_time", "DateTime('UTC')"),
-    ("icao24", "String"),
-    ("callsign", "Nullable(String)"),
-    ("origin_country", "LowCardinality(String)"),
-    ("baro_altitude", "Nullable(Float64)"),
-    ("on_ground", "Bool"),
-    ("velocity", "Nullable(Float64)"),
+    "fetch_time",
+    "icao24",
+    "callsign",
+    "origin_country",
+    "baro_altitude",
+    "on_ground",
+    "velocity",
 ]
 
 
@@ -154,13 +156,13 @@ def load_clickhouse(database: str, rows: list[dict[str, Any]]) -> None:
     try:
         client.command(f"CREATE DATABASE {database}")
         client.command(
-            f"CREATE TABLE {database}.flights_streaming ("
-            f"{', '.join(f'{n} {t}' for n, t in CLICKHOUSE_COLUMNS)}"
-            f") ENGINE = MergeTree ORDER BY (origin_country, icao24, fetch_time)"
+            f"CREATE TABLE {database}.flights_streaming ({clickhouse_columns(CLICKHOUSE_COLUMNS)}) "
+            "ENGINE = MergeTree ORDER BY (origin_country, icao24, fetch_time)"
         )
-        names = [n for n, _ in CLICKHOUSE_COLUMNS]
-        data = [[utc(r[n]) if n == "fetch_time" else r[n] for n in names] for r in rows]
-        client.insert(f"{database}.flights_streaming", data, column_names=names)
+        data = [
+            [utc(r[n]) if n == "fetch_time" else r[n] for n in CLICKHOUSE_COLUMNS] for r in rows
+        ]
+        client.insert(f"{database}.flights_streaming", data, column_names=CLICKHOUSE_COLUMNS)
     finally:
         client.close()
 

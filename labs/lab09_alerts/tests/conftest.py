@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from harness.grading import lab_module, target_dir
+from harness.grading.suite_helpers import drop_clickhouse_database, drop_topics
 from harness.runtime.replay import ensure_topic
-from harness.runtime.services import clickhouse_client, kafka_admin
+from harness.runtime.services import clickhouse_client
 
 LAB = "lab09_alerts"
 
@@ -39,30 +40,6 @@ def dashboard_path() -> Path:
 
 def _warn(what: str, exc: Exception) -> None:
     warnings.warn(f"Lab 09 test cleanup: could not remove {what}: {exc}", stacklevel=1)
-
-
-def drop_topics(*topics: str) -> None:
-    """Delete the topics that exist among `topics` (cleanup: problems become warnings)."""
-    try:
-        admin = kafka_admin()
-        existing = set(admin.list_topics(timeout=10).topics)
-        doomed = [t for t in topics if t in existing]
-        for topic, future in (admin.delete_topics(doomed) if doomed else {}).items():
-            try:
-                future.result(15)
-            except Exception as exc:
-                _warn(f"topic {topic}", exc)
-    except Exception as exc:
-        _warn("Kafka topics", exc)
-
-
-def drop_database(database: str) -> None:
-    try:
-        client = clickhouse_client()
-        client.command(f"DROP DATABASE IF EXISTS `{database}`")
-        client.close()
-    except Exception as exc:
-        _warn(f"ClickHouse database {database}", exc)
 
 
 def make_config(mod, tmp: Path, name: str) -> Any:
@@ -95,8 +72,8 @@ def alert_config(mod, tmp_path_factory) -> Iterator[Any]:
 
     yield factory
     for cfg in made:
-        drop_topics(cfg.topic, cfg.alerts_topic)
-        drop_database(cfg.clickhouse_database)
+        drop_topics([cfg.topic, cfg.alerts_topic], _warn)
+        drop_clickhouse_database(cfg.clickhouse_database, _warn)
 
 
 @pytest.fixture(scope="module")
@@ -107,4 +84,4 @@ def ch_database() -> Iterator[str]:
     client.command(f"CREATE DATABASE `{name}`")
     client.close()
     yield name
-    drop_database(name)
+    drop_clickhouse_database(name, _warn)

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness.grading.testkit import read_topic, state_row
+from harness.grading.suite_helpers import state_at
+from harness.grading.testkit import read_topic
 from harness.runtime.services import clickhouse_client, kafka_config
 
 # The first test of each part also runs the module's streaming fixture (two or three runs).
@@ -43,11 +44,8 @@ EXPECTED = {
 def sv(icao24: str, t: int, **fields: Any) -> dict[str, Any]:
     """A state vector of `icao24` at T0 + t: airborne, level, squawk 1000 unless overridden."""
     base = {
-        "icao24": icao24,
         "callsign": f"T{icao24.upper()}",
         "origin_country": "France",
-        "time_position": T0 + t,
-        "last_contact": T0 + t,
         "latitude": 48.0 + t / 10000,
         "longitude": 2.0 + t / 10000,
         "baro_altitude": 9000.0,
@@ -55,8 +53,7 @@ def sv(icao24: str, t: int, **fields: Any) -> dict[str, Any]:
         "vertical_rate": 0.0,
         "squawk": "1000",
     }
-    base.update(fields)
-    return state_row(fetch_time=T0 + t, **base)
+    return state_at(T0 + t, icao24, **{**base, **fields})
 
 
 def stories() -> list[tuple[dict[str, Any], int]]:

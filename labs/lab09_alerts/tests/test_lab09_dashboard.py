@@ -24,6 +24,7 @@ import pytest
 
 from harness.grading.testkit import wait_until
 from harness.runtime.config import ROOT
+from harness.runtime.schema import clickhouse_columns
 from harness.runtime.services import clickhouse_client
 
 NOW = 1709298000  # the newest contact in the planted positions
@@ -51,11 +52,6 @@ ALERT_ROWS = [
 ]
 OPEN_ALERTS = {"aa0001-squawk_7700-1", "aa0003-rapid_descent-3"}
 
-POSITIONS_DDL = """
-    icao24 String, callsign Nullable(String), origin_country LowCardinality(String),
-    last_contact DateTime('UTC'), longitude Nullable(Float64), latitude Nullable(Float64),
-    baro_altitude Nullable(Float64), on_ground Bool
-"""
 ALERTS_DDL = """
     alert_id String, icao24 String, rule LowCardinality(String), status LowCardinality(String),
     opened_at DateTime('UTC'), closed_at Nullable(DateTime('UTC')), closed_by Nullable(String),
@@ -72,30 +68,33 @@ def utc(seconds: int) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def planted(ch_database: str) -> str:
-    """The planted tables `flights_streaming` and `flight_alerts` in a throw-away database."""
+def planted(ch_database: str, dash) -> str:
+    """The planted tables `flights_streaming` and `flight_alerts` in a throw-away database; the
+    first holds the columns the dashboard reads (its `POSITION_COLUMNS`) in the platform's types."""
+    columns = list(dash.POSITION_COLUMNS)
+    positions = [
+        {
+            "icao24": i,
+            "callsign": f"CS{i[-2:]}",
+            "origin_country": c,
+            "last_contact": utc(NOW - ago),
+            "longitude": lon,
+            "latitude": lat,
+            "baro_altitude": 9000.0,
+            "on_ground": False,
+        }
+        for i, c, ago, lat, lon in POSITIONS
+    ]
     client = clickhouse_client(ch_database)
     try:
         client.command(
-            f"CREATE TABLE `{ch_database}`.flights_streaming ({POSITIONS_DDL}) "
+            f"CREATE TABLE `{ch_database}`.flights_streaming ({clickhouse_columns(columns)}) "
             "ENGINE = MergeTree ORDER BY (icao24, last_contact)"
         )
         client.insert(
             "flights_streaming",
-            [
-                [i, f"CS{i[-2:]}", c, utc(NOW - ago), lon, lat, 9000.0, False]
-                for i, c, ago, lat, lon in POSITIONS
-            ],
-            column_names=[
-                "icao24",
-                "callsign",
-                "origin_country",
-                "last_contact",
-                "longitude",
-                "latitude",
-                "baro_altitude",
-                "on_ground",
-            ],
+            [[row[name] for name in columns] for row in positions],
+            column_names=columns,
             database=ch_database,
         )
         client.command(
@@ -143,6 +142,14 @@ def dash_cfg(dash, planted):
 
 
 @pytest.fixture
+def dash_client(dash_cfg) -> Iterator[Any]:
+    """A ClickHouse client on the planted database, closed after the test."""
+    client = clickhouse_client(dash_cfg.database)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def dashboard_env(planted) -> Iterator[dict[str, str]]:
     """The environment that points the dashboard at the planted database (also set in-process)."""
     # A slow refresh: the browser test reads the page between two reruns of the live fragment.
@@ -159,13 +166,9 @@ def dashboard_env(planted) -> Iterator[dict[str, str]]:
 
 # ------------------------------------------------------------------ the query functions
 @pytest.mark.points(3)
-def test_partC_latest_position_per_aircraft(dash, dash_cfg):
+def test_partC_latest_position_per_aircraft(dash, dash_cfg, dash_client):
     """One row per aircraft seen recently, at its newest known position."""
-    client = clickhouse_client(dash_cfg.database)
-    try:
-        frame = dash.latest_positions(client, dash_cfg)
-    finally:
-        client.close()
+    frame = dash.latest_positions(dash_client, dash_cfg)
     got = {
         r["icao24"]: (round(float(r["latitude"]), 4), round(float(r["longitude"]), 4))
         for r in frame.to_dict("records")
@@ -178,13 +181,9 @@ def test_partC_latest_position_per_aircraft(dash, dash_cfg):
 
 
 @pytest.mark.points(2)
-def test_partC_counts_per_country(dash, dash_cfg):
+def test_partC_counts_per_country(dash, dash_cfg, dash_client):
     """Aircraft per country, most first."""
-    client = clickhouse_client(dash_cfg.database)
-    try:
-        counts = dash.country_counts(dash.latest_positions(client, dash_cfg))
-    finally:
-        client.close()
+    counts = dash.country_counts(dash.latest_positions(dash_client, dash_cfg))
     got = [(r["origin_country"], int(r["aircraft"])) for r in counts.to_dict("records")]
     assert got == EXPECTED_COUNTS, (
         f"Lab 09, part C: country_counts should be {EXPECTED_COUNTS} (distinct aircraft, most "
@@ -193,13 +192,9 @@ def test_partC_counts_per_country(dash, dash_cfg):
 
 
 @pytest.mark.points(3)
-def test_partC_open_alerts_once_each(dash, dash_cfg):
+def test_partC_open_alerts_once_each(dash, dash_cfg, dash_client):
     """Open alerts: each episode once, and none that has closed."""
-    client = clickhouse_client(dash_cfg.database)
-    try:
-        alerts = dash.open_alerts(client, dash_cfg)
-    finally:
-        client.close()
+    alerts = dash.open_alerts(dash_client, dash_cfg)
     got = sorted(alerts["alert_id"])
     assert got == sorted(OPEN_ALERTS), (
         f"Lab 09, part C: open_alerts should list {sorted(OPEN_ALERTS)} once each; got {got}. "
