@@ -15,7 +15,6 @@ Each state vector becomes a flat row (`harness.runtime.schema.state_to_row`) pub
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ from typing import Any
 import requests
 
 from harness.runtime.config import TOPIC_RAW, setting
+from harness.runtime.labs import import_file
 from harness.runtime.schema import state_to_row
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
@@ -44,19 +44,7 @@ def _load_sibling(name: str) -> ModuleType:
     """Import `<this folder>/<name>.py` by path (the lab folder is not a package)."""
     path = Path(__file__).resolve().with_name(f"{name}.py")
     module_name = f"_lab03_{name}_{abs(hash(str(path))):x}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
+    return sys.modules.get(module_name) or import_file(path, module_name)
 
 
 kafka_producer = _load_sibling("kafka_producer")
