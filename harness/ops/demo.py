@@ -66,7 +66,7 @@ from harness.runtime.config import (
 )
 from harness.runtime.schema import STATE_FIELD_NAMES
 
-# The platform description's ClickHouse query, verbatim ("flights per country in the last hour").
+# The platform's ClickHouse query, verbatim ("flights per country in the last hour").
 PLATFORM_QUERY = """SELECT
     origin_country,
     count() as flight_count,
@@ -486,7 +486,7 @@ def platform_query() -> list[tuple]:
 
 def print_report(rows: list[tuple], topics: dict[str, int], tables: dict[str, int]) -> list[str]:
     """Print the platform query's answer and every count; return the names that stayed empty."""
-    print("\nThe platform description's ClickHouse query, verbatim:\n")
+    print("\nThe platform's ClickHouse query, verbatim:\n")
     print("    " + PLATFORM_QUERY.replace("\n", "\n    "))
     print(f"\n    {'origin_country':<28}{'flight_count':>14}{'avg_velocity':>14}")
     for country, count, velocity in rows[:15]:

@@ -67,7 +67,7 @@ def spark_row_schema():
 def spark_snapshot_schema():
     """Spark schema of one raw snapshot document: `time` and `states` (arrays of mixed values).
 
-    JSON arrays of mixed types are read as arrays of strings; `raw_states_to_rows` casts them.
+    JSON arrays of mixed types are read as arrays of strings, to be cast field by field.
     """
     from pyspark.sql import types as T
 

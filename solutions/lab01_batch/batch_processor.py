@@ -1,6 +1,6 @@
 """Lab 01 — Batch processing with Spark: raw OpenSky snapshots to Parquet and ClickHouse.
 
-The platform's `spark_jobs/batch_processor.py`, one function per part:
+The batch job of the OpenSky platform this course builds, one function per part:
 
     A  read_snapshots()   raw `/states/all` JSON Lines (optionally .gz) -> one row per state vector
     B  clean()            kept rows, and rejected rows with a `reason`
@@ -11,7 +11,7 @@ The platform's `spark_jobs/batch_processor.py`, one function per part:
     F  read_postgres()    `processed_flights` for a date range over JDBC
     G  parse_args()       the command line
 
-The command line is the seed's:
+The command line is the platform's:
 
     python batch_processor.py s3 's3a://raw-data/flights/*.json'
     python batch_processor.py postgres 2024-01-01 2024-01-31
@@ -655,7 +655,7 @@ def read_postgres(
 
 # ------------------------------------------------------------------ part G: command line
 def parse_args(argv: Sequence[str]) -> Job:
-    """Parse the seed's command line — `s3 PATH` or `postgres START END` (YYYY-MM-DD, START <=
+    """Parse the platform's command line — `s3 PATH` or `postgres START END` (YYYY-MM-DD, START <=
     END) — plus the options --output, --database, --stats-table, and for postgres --table and
     --partitions (a positive integer). Bad arguments print a usage message and exit with status 2
     (what argparse does)."""

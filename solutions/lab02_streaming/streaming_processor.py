@@ -75,7 +75,7 @@ AGGREGATES_PATH = "s3a://streaming-aggregations/country_windows"
 # Where a micro-batch's rows wait (Parquet) for ClickHouse to pull them with s3().
 STAGING_PATH = "s3a://processed-data/streaming_staging"
 CHECKPOINT_ROOT = STACK_DIR / "checkpoints" / "streaming_processor"
-DEFAULT_TRIGGER = "10 seconds"  # the platform description's micro-batch interval
+DEFAULT_TRIGGER = "10 seconds"  # the platform's micro-batch interval
 AVAILABLE_NOW = "availableNow"
 DEFAULT_WINDOW = "1 minute"
 DEFAULT_WATERMARK = "2 minutes"

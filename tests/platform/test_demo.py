@@ -91,7 +91,7 @@ def test_make_demo_fills_every_topic_and_table(demo_run):
 
 
 def test_platform_query_runs_verbatim_and_answers(demo_run):
-    """The platform description's query is printed as it is written and answers rows for the last
+    """The platform's query is printed as it is written and answers rows for the last
     hour, because the replay shifted the recording to end now."""
     out = succeeded(demo_run)
     indented = "    " + demo.PLATFORM_QUERY.replace("\n", "\n    ")

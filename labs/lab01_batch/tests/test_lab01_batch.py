@@ -1080,7 +1080,7 @@ def test_partF_pushes_the_range_down_and_reads_in_partitions(mod, spark, pg_tabl
 @pytest.mark.points(1)
 @pytest.mark.timeout(60)
 def test_partG_parses_the_seed_commands(mod):
-    """parse_args() understands the seed's two commands, with the platform's defaults."""
+    """parse_args() understands the platform's two commands, with the platform's defaults."""
     s3 = mod.parse_args(["s3", "s3a://raw-data/flights/*.json"])
     got = (s3.source, s3.path, s3.output, s3.database)
     want = ("s3", "s3a://raw-data/flights/*.json", "s3a://processed-data", "opensky")
