@@ -848,7 +848,7 @@ def _stats_table_problem(table: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The seed's command line; see the module docstring."""
+    """The platform's command line; see the module docstring."""
     job = parse_args(sys.argv[1:] if argv is None else argv)
     problem = _stats_table_problem(job.stats_table)
     if problem:
