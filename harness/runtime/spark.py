@@ -87,7 +87,7 @@ def spark_conf(master: str | None = None) -> dict[str, str]:
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",
     }
-    # JVM flags of the driver and executors (infra/.env): short jobs start sooner with a lighter JIT.
+    # Extra JVM flags of the driver and executors (infra/.env), e.g. a lighter JIT for short jobs.
     jvm = setting("SPARK_JVM_OPTIONS", "")
     if jvm:
         conf["spark.driver.extraJavaOptions"] = jvm
