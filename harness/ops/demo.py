@@ -143,6 +143,7 @@ class Job:
     what: str
     argv: list[str]
     timeout: float = JOB_TIMEOUT_S
+    ended: float | None = None  # when run_side_by_side saw it end (else: when finish() reaps it)
 
     def start(self) -> Job:
         self.t0 = time.monotonic()
@@ -161,7 +162,7 @@ class Job:
             self.proc.kill()
             self.proc.wait()
             raise DemoError(f"{self.what} did not finish within {self.timeout:.0f} s") from exc
-        ended = getattr(self, "ended", None) or time.monotonic()
+        ended = self.ended or time.monotonic()
         self.out.seek(0)
         self.err.seek(0)
         stdout, stderr = self.out.read(), self.err.read()
