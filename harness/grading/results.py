@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,6 +10,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.box import Box
+from rich.console import Console
+from rich.table import Table
 
 LAB_DIR = re.compile(r"^lab(\d+)(?:_\w+)?$")
 PART_NAME = re.compile(r"^test_part([A-Za-z0-9]+)(?=_|$)")
@@ -118,6 +123,10 @@ def trim(text: str, max_lines: int = MESSAGE_LINES, max_chars: int = MESSAGE_CHA
 
 # ---------------------------------------------------------------- the score table
 
+# rich's SIMPLE box drawn with ASCII dashes: the table reads the same in a terminal, a CI log and
+# Gradescope's output box.
+RULES_ONLY = Box("    \n    \n -- \n    \n    \n -- \n    \n    \n", ascii=True)
+
 
 def _group(tests: Iterable[GradedTest]) -> dict[str, dict[str, list[GradedTest]]]:
     labs: dict[str, dict[str, list[GradedTest]]] = {}
@@ -135,11 +144,12 @@ def lab_totals(tests: Iterable[GradedTest]) -> dict[str, tuple[float, float]]:
     return totals
 
 
-def _row(label: str, items: list[GradedTest], width: int) -> str:
+def _cells(items: list[GradedTest]) -> tuple[str, str]:
+    """(tests passed / run, points earned / possible) of these tests."""
     passed = sum(t.status == PASSED for t in items)
     earned = fmt_points(sum(t.earned for t in items))
     possible = fmt_points(sum(t.points for t in items))
-    return f"{label:<{width}} {f'{passed}/{len(items)}':>9} {f'{earned} / {possible}':>15}"
+    return f"{passed}/{len(items)}", f"{earned} / {possible}"
 
 
 def _lab_notes(items: list[GradedTest]) -> list[str]:
@@ -166,29 +176,35 @@ def _lab_notes(items: list[GradedTest]) -> list[str]:
 
 
 def render_table(tests: list[GradedTest], info: RunInfo | None = None) -> str:
-    """Per lab and per part: tests passed and points earned / possible, and a total."""
-    width = 30
-    rule = "-" * (width + 25)
-    lines = [f"{'lab / part':<{width}} {'tests':>9} {'points':>15}", rule]
+    """Per lab and per part: tests passed and points earned / possible, and a total; what went
+    wrong in a lab (integrity, import error, crash, time limit) and in the run follows as `!` lines.
+    Plain text (rich, no colour), so the same table goes to a terminal, a log and Gradescope."""
+    table = Table(box=RULES_ONLY, show_edge=False, pad_edge=False, show_footer=True)
+    table.add_column("lab / part", footer="Total", min_width=28)
+    passed, points = _cells(tests)
+    table.add_column("tests", justify="right", footer=passed)
+    table.add_column("points", justify="right", footer=points, min_width=13)
+    notes: list[str] = []
     for lab, parts in _group(tests).items():
         items = [t for group in parts.values() for t in group]
         number = items[0].lab_number
         label = f"Lab {number}  {lab}" if number != "?" else lab
-        lines.append(_row(label, items, width))
+        table.add_row(label, *_cells(items))
         for part, group in parts.items():
-            lines.append(_row(f"    part {part}", group, width))
-        lines.extend(f"    ! {note}" for note in _lab_notes(items))
-    lines.append(rule)
-    lines.append(_row("Total", tests, width))
+            table.add_row(f"    part {part}", *_cells(group))
+        notes.extend(f"! {label}: {note}" for note in _lab_notes(items))
     if info is not None:
-        lines.extend(
+        notes.extend(
             f"! collection error: {e['where']}: {e['message']}" for e in info.collection_errors
         )
         if info.note:
-            lines.append(f"! {info.note}")
+            notes.append(f"! {info.note}")
         if info.sandbox.startswith("NOT"):
-            lines.append(f"! {info.sandbox}")
-    return "\n".join(lines)
+            notes.append(f"! {info.sandbox}")
+    out = Console(file=io.StringIO(), width=200, color_system=None, highlight=False)
+    out.print(table)
+    lines = [line.rstrip() for line in out.file.getvalue().splitlines() if line.strip()]
+    return "\n".join(lines + notes)
 
 
 # ---------------------------------------------------------------- Gradescope results.json

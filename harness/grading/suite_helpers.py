@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from harness.grading.testkit import state_row
+from harness.grading.testkit import drop_database, state_row
 from harness.runtime.services import clickhouse_client, kafka_admin
 
 T = TypeVar("T")
@@ -62,10 +62,11 @@ def drop_clickhouse_database(name: str, warn: Callable[[str, Exception], None]) 
     """DROP a scratch ClickHouse database with a client of its own; a problem goes to `warn`."""
     try:
         client = clickhouse_client()
-        client.command(f"DROP DATABASE IF EXISTS `{name}`")
-        client.close()
     except Exception as exc:
         warn(f"ClickHouse database {name}", exc)
+        return
+    drop_database(client, name, warn)
+    client.close()
 
 
 # ------------------------------------------------------------------ layout checks

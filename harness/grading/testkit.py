@@ -122,12 +122,18 @@ def clickhouse_session() -> Iterator[Any]:
     client.close()
 
 
-def drop_database(client: Any, name: str) -> None:
-    """DROP a scratch ClickHouse database; warn instead of failing."""
+def drop_database(
+    client: Any, name: str, warn: Callable[[str, Exception], None] | None = None
+) -> None:
+    """DROP a scratch ClickHouse database; a problem goes to `warn(what, exc)` (by default a
+    warning) instead of failing: cleanup must never hide the test's own result."""
     try:
         client.command(f"DROP DATABASE IF EXISTS `{name}`")
-    except Exception as exc:  # cleanup must never hide the test's own result
-        warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+    except Exception as exc:
+        if warn is None:
+            warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+        else:
+            warn(f"ClickHouse database {name}", exc)
 
 
 def remove_prefix(bucket: str, prefix: str) -> None:
