@@ -45,16 +45,29 @@ def state_to_row(fetch_time: int, state: list[Any]) -> dict[str, Any]:
     return row
 
 
+# The type of each field kind in Spark (a pyspark.sql.types class), Arrow (a pyarrow factory) and
+# ClickHouse; a kind ending in `[]` is an array of the kind before it.
+_KIND_TYPES = {
+    "str": ("StringType", "string", "String"),
+    "int": ("LongType", "int64", "Int64"),
+    "float": ("DoubleType", "float64", "Float64"),
+    "bool": ("BooleanType", "bool_", "Bool"),
+}
+
+
+def _kind_type(kind: str, column: int, make, array_of):
+    """The type of a field kind in one system: `make(name)` builds the type `_KIND_TYPES` names in
+    `column`, `array_of(type)` the array of a type."""
+    if kind.endswith("[]"):
+        return array_of(_kind_type(kind[:-2], column, make, array_of))
+    return make(_KIND_TYPES[kind][column])
+
+
 def spark_type(kind: str):
+    """Spark type of a field kind ("str", "int", "float", "bool", "int[]")."""
     from pyspark.sql import types as T
 
-    return {
-        "str": T.StringType(),
-        "int": T.LongType(),
-        "float": T.DoubleType(),
-        "bool": T.BooleanType(),
-        "int[]": T.ArrayType(T.LongType()),
-    }[kind]
+    return _kind_type(kind, 0, lambda name: getattr(T, name)(), T.ArrayType)
 
 
 def spark_row_schema():
@@ -80,15 +93,10 @@ def spark_snapshot_schema():
 
 
 def arrow_type(kind: str):
+    """Arrow type of a field kind."""
     import pyarrow as pa
 
-    return {
-        "str": pa.string(),
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "int[]": pa.list_(pa.int64()),
-    }[kind]
+    return _kind_type(kind, 1, lambda name: getattr(pa, name)(), pa.list_)
 
 
 def arrow_row_schema():
@@ -103,13 +111,6 @@ def arrow_row_schema():
 # unix-second times as DateTime('UTC'), the country as a dictionary (about 50 distinct values),
 # OpenSky's small codes as UInt8. A nullable field is Nullable(...), except an array: ClickHouse
 # has no Nullable arrays.
-_CLICKHOUSE_KIND_TYPES = {
-    "str": "String",
-    "int": "Int64",
-    "float": "Float64",
-    "bool": "Bool",
-    "int[]": "Array(Int64)",
-}
 _CLICKHOUSE_NARROWED = {
     "DateTime('UTC')": ("fetch_time", "time_position", "last_contact"),
     "LowCardinality(String)": ("origin_country",),
@@ -121,8 +122,10 @@ def clickhouse_type(name: str) -> str:
     """ClickHouse type of the flat row's field `name` (KeyError for a name that is not one)."""
     kind, nullable = {n: (k, null) for n, k, null in ROW_FIELDS}[name]
     narrowed = [t for t, names in _CLICKHOUSE_NARROWED.items() if name in names]
-    base = narrowed[0] if narrowed else _CLICKHOUSE_KIND_TYPES[kind]
-    return f"Nullable({base})" if nullable and kind != "int[]" else base
+    if kind.endswith("[]"):  # ClickHouse has no Nullable arrays
+        return f"Array({_KIND_TYPES[kind[:-2]][2]})"
+    base = narrowed[0] if narrowed else _KIND_TYPES[kind][2]
+    return f"Nullable({base})" if nullable else base
 
 
 def clickhouse_columns(names: list[str] | None = None) -> str:
@@ -132,33 +135,44 @@ def clickhouse_columns(names: list[str] | None = None) -> str:
     return ",\n    ".join(f"{name} {clickhouse_type(name)}" for name in chosen)
 
 
+# PostgreSQL: each field kind's type, narrowed for the times (timestamptz) and OpenSky's small
+# codes (smallint); a kind ending in `[]` is an array.
+_POSTGRES_KIND_TYPES = {
+    "str": "text",
+    "int": "bigint",
+    "float": "double precision",
+    "bool": "boolean",
+}
+_POSTGRES_NARROWED = {
+    "timestamptz": ("fetch_time", "time_position", "last_contact", "event_time"),
+    "smallint": ("position_source", "category"),
+}
+
+
+def postgres_type(name: str) -> str:
+    """PostgreSQL type of the flat row's field `name`, or of the streaming job's `event_time` and
+    `late` (KeyError for another name)."""
+    kinds = {n: k for n, k, _ in ROW_FIELDS} | {"event_time": "int", "late": "bool"}
+    kind = kinds[name]
+    narrowed = [t for t, names in _POSTGRES_NARROWED.items() if name in names]
+    base = narrowed[0] if narrowed else _POSTGRES_KIND_TYPES[kind.removesuffix("[]")]
+    return f"{base}[]" if kind.endswith("[]") else base
+
+
 # PostgreSQL `processed_flights`: the streaming job (Lab 02) upserts it, Debezium (Lab 05) captures
 # it, Lab 07's dbt models read it. (name, PostgreSQL type, NOT NULL), primary key (icao24,
 # fetch_time). The first nine columns are the ones Lab 05 replicates; the others are the rest of a
 # state vector plus the streaming job's `event_time` and `late`, nullable so a writer that knows
 # only the first nine (Lab 05's tests) can still insert.
+_PROCESSED_FLIGHTS_NAMES = (
+    "icao24 fetch_time callsign origin_country longitude latitude baro_altitude velocity on_ground "
+    "time_position last_contact true_track vertical_rate sensors geo_altitude squawk spi "
+    "position_source category event_time late"
+).split()
+_PROCESSED_FLIGHTS_NOT_NULL = ("icao24", "fetch_time", "origin_country", "on_ground")
 PROCESSED_FLIGHTS_COLUMNS: list[tuple[str, str, bool]] = [
-    ("icao24", "text", True),
-    ("fetch_time", "timestamptz", True),
-    ("callsign", "text", False),
-    ("origin_country", "text", True),
-    ("longitude", "double precision", False),
-    ("latitude", "double precision", False),
-    ("baro_altitude", "double precision", False),
-    ("velocity", "double precision", False),
-    ("on_ground", "boolean", True),
-    ("time_position", "timestamptz", False),
-    ("last_contact", "timestamptz", False),
-    ("true_track", "double precision", False),
-    ("vertical_rate", "double precision", False),
-    ("sensors", "bigint[]", False),
-    ("geo_altitude", "double precision", False),
-    ("squawk", "text", False),
-    ("spi", "boolean", False),
-    ("position_source", "smallint", False),
-    ("category", "smallint", False),
-    ("event_time", "timestamptz", False),
-    ("late", "boolean", False),
+    (name, postgres_type(name), name in _PROCESSED_FLIGHTS_NOT_NULL)
+    for name in _PROCESSED_FLIGHTS_NAMES
 ]
 PROCESSED_FLIGHTS_KEY = ("icao24", "fetch_time")
 
