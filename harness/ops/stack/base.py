@@ -18,10 +18,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from harness.runtime.config import STACK_DIR
+from harness.runtime.config import STACK_DIR, setting
 from harness.runtime.services import port_open
 from harness.runtime.waits import wait_quietly
 
@@ -124,10 +125,27 @@ class Service:
     title: str = ""
     host: str = "127.0.0.1"
     port: int = 0
+    # The prefix of the infra/.env settings `<env>_HOST` and `<env>_PORT` that hold the service's
+    # address (read when it is created); empty for a service that finds its address itself.
+    env: str = ""
     start_timeout: float = 90.0
     # A long, CPU-bound install (a build from source) that can run in the background while the
     # other services download and start: `install(output=...)` then writes its tool's output there.
     builds_in_background: bool = False
+
+    def __init_subclass__(cls, **declared: Any) -> None:
+        """A service declares itself in its class line:
+        `class KafkaBroker(Service, name="kafka", title="Kafka broker", env="KAFKA")`."""
+        for key, value in declared.items():
+            if key not in ("name", "title", "env", "start_timeout", "builds_in_background"):
+                raise TypeError(f"{cls.__name__}: a service does not declare {key!r}")
+            setattr(cls, key, value)
+        super().__init_subclass__()
+
+    def __init__(self) -> None:
+        if self.env:
+            self.host = setting(f"{self.env}_HOST")
+            self.port = int(setting(f"{self.env}_PORT"))
 
     # ---- paths
     @property

@@ -13,19 +13,12 @@ import urllib.error
 import urllib.request
 
 from harness.ops.stack.base import Service, StackError, python
-from harness.runtime.config import ROOT, endpoints
+from harness.runtime.config import ROOT
 
 
-class ChdbServer(Service):
-    name = "clickhouse"
-    title = "ClickHouse (chDB)"
-    start_timeout = 60.0
-
-    def __init__(self) -> None:
-        ep = endpoints()
-        self.host = ep.clickhouse_host
-        self.port = ep.clickhouse_port
-
+class ChdbServer(
+    Service, name="clickhouse", title="ClickHouse (chDB)", env="CLICKHOUSE", start_timeout=60
+):
     def installed(self) -> bool:
         return importlib.util.find_spec("chdb") is not None
 

@@ -40,16 +40,13 @@ WORKER_ONLY_PREFIXES = (
 )
 
 
-class KafkaConnect(Service):
+class KafkaConnect(
+    Service, name="connect", title="Kafka Connect (Debezium)", env="CONNECT", start_timeout=180
+):
     """A single Kafka Connect worker in distributed mode, REST API on 127.0.0.1."""
 
-    name = "connect"
-    title = "Kafka Connect (Debezium)"
-    start_timeout = 180.0
-
     def __init__(self) -> None:
-        self.host = setting("CONNECT_HOST", "127.0.0.1")
-        self.port = int(setting("CONNECT_PORT", "8083"))
+        super().__init__()
         self.kafka_version = setting("KAFKA_VERSION", "4.1.1")
         self.debezium_version = setting("DEBEZIUM_VERSION", "3.6.0.Final")
         self.jars_dir = JARS_DIR / "connect"

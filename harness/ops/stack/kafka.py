@@ -68,16 +68,11 @@ def new_cluster_id() -> str:
 
 
 # ---------------------------------------------------------------- the broker
-class KafkaBroker(Service):
+class KafkaBroker(Service, name="kafka", title="Kafka broker", env="KAFKA", start_timeout=120):
     """Single-node KRaft Kafka (broker + controller) on 127.0.0.1."""
 
-    name = "kafka"
-    title = "Kafka broker"
-    start_timeout = 120.0
-
     def __init__(self) -> None:
-        self.host = setting("KAFKA_HOST", "127.0.0.1")
-        self.port = int(setting("KAFKA_PORT", "9092"))
+        super().__init__()
         self.controller_port = int(setting("KAFKA_CONTROLLER_PORT", "9093"))
         self.version = setting("KAFKA_VERSION", "4.1.1")
         self.jars_dir = JARS_DIR / "kafka"

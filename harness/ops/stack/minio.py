@@ -41,12 +41,8 @@ def binary_works(path) -> bool:
     return result.returncode == 0 and "minio version" in result.stdout.lower()
 
 
-class MinIO(Service):
-    name = "minio"
-    title = "MinIO (S3)"
-    start_timeout = 60.0
-    builds_in_background = True  # a cold Go build takes minutes: the other services start meanwhile
-
+# A cold Go build takes minutes: the other services start meanwhile (builds_in_background).
+class MinIO(Service, name="minio", title="MinIO (S3)", start_timeout=60, builds_in_background=True):
     def __init__(self) -> None:
         host, _, port = endpoints().minio_endpoint.rpartition(":")
         self.host = host

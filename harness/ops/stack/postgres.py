@@ -61,16 +61,7 @@ def _os_user_can_traverse(path: Path) -> bool:
     return result.returncode == 0
 
 
-class Postgres(Service):
-    name = "postgres"
-    title = "PostgreSQL"
-    start_timeout = 60.0
-
-    def __init__(self) -> None:
-        ep = endpoints()
-        self.host = ep.pg_host
-        self.port = ep.pg_port
-
+class Postgres(Service, name="postgres", title="PostgreSQL", env="POSTGRES", start_timeout=60):
     # ---- where things live
     @cached_property
     def data_dir(self) -> Path:  # type: ignore[override]

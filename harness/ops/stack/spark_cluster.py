@@ -94,23 +94,14 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
-class SparkMaster(Service):
-    name = "spark-master"
-    title = "Spark master"
-    start_timeout = 90.0
-
+class SparkMaster(
+    Service, name="spark-master", title="Spark master", env="SPARK_MASTER", start_timeout=90
+):
     def __init__(self) -> None:
-        self.host = setting("SPARK_MASTER_HOST", "127.0.0.1")
-        self.port = int(setting("SPARK_MASTER_PORT", "7077"))
+        super().__init__()
         self.webui_port = int(setting("SPARK_MASTER_WEBUI_PORT", "8081"))
-
-    @property
-    def endpoint(self) -> str:
-        return f"spark://{self.host}:{self.port}"
-
-    @property
-    def status_url(self) -> str:
-        return f"http://{self.host}:{self.webui_port}/json/"
+        self.endpoint = f"spark://{self.host}:{self.port}"
+        self.status_url = f"http://{self.host}:{self.webui_port}/json/"  # the master's state
 
     def installed(self) -> bool:
         try:
@@ -144,11 +135,7 @@ class SparkMaster(Service):
         return bool(state) and state.get("status") == "ALIVE"
 
 
-class SparkWorker(Service):
-    name = "spark-worker"
-    title = "Spark worker"
-    start_timeout = 90.0
-
+class SparkWorker(Service, name="spark-worker", title="Spark worker", start_timeout=90):
     def __init__(self) -> None:
         self.master = SparkMaster()
         self.host = self.master.host

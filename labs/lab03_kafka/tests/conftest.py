@@ -37,6 +37,7 @@ from harness.runtime.data import load_snapshots
 from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
 
 WAIT_S = 30.0  # the bound on every wait for the broker
+TOKEN_PATH = "/auth/realms/opensky-network/token"  # where the fake OpenSky hands out tokens
 
 
 # ------------------------------------------------------------------ modules under test
@@ -322,7 +323,7 @@ class FakeOpenSky:
 
     @property
     def token_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/auth/realms/opensky-network/token"
+        return self.api_url.removesuffix("/api") + TOKEN_PATH
 
     def throttle(self, *headers: dict[str, str]) -> None:
         """Answer the next len(headers) `/states/all` requests with 429 and these headers."""
@@ -343,13 +344,13 @@ class FakeOpenSky:
         return [r for r in self.requests if r.path == "/api/states/all"]
 
     def token_requests(self) -> list[Request]:
-        return [r for r in self.requests if r.path == urlparse(self.token_url).path]
+        return [r for r in self.requests if r.path == TOKEN_PATH]
 
     # -- answers
     def answer(self, request: Request) -> tuple[int, dict[str, str], Any]:
         with self.lock:
             self.requests.append(request)
-            if request.path == urlparse(self.token_url).path and request.method == "POST":
+            if request.path == TOKEN_PATH and request.method == "POST":
                 return self._token(request)
             if request.path == "/api/states/all" and request.method == "GET":
                 if self.pending_errors:
