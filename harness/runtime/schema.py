@@ -192,15 +192,20 @@ def processed_flights_ddl(table: str = "public.processed_flights") -> str:
 # here, Debezium (Lab 05) captures it (topic opensky.public.flight_statistics). (name, PostgreSQL
 # type, NOT NULL), one row per (origin_country, stat_date, stat_hour). The first five columns are
 # the ones Lab 05 replicates; flight_count is the number of distinct aircraft (icao24) in the hour.
+_FLIGHT_STATISTICS_TYPES = {
+    "origin_country": "text",
+    "stat_date": "date",
+    "flight_count": "integer",
+    "avg_velocity": "double precision",
+    "max_altitude": "double precision",
+    "stat_hour": "smallint",
+    "state_vectors": "bigint",
+    "ground_share": "double precision",
+}
+_FLIGHT_STATISTICS_NULLABLE = ("avg_velocity", "max_altitude", "ground_share")
 FLIGHT_STATISTICS_COLUMNS: list[tuple[str, str, bool]] = [
-    ("origin_country", "text", True),
-    ("stat_date", "date", True),
-    ("flight_count", "integer", True),
-    ("avg_velocity", "double precision", False),
-    ("max_altitude", "double precision", False),
-    ("stat_hour", "smallint", True),
-    ("state_vectors", "bigint", True),
-    ("ground_share", "double precision", False),
+    (name, pg_type, name not in _FLIGHT_STATISTICS_NULLABLE)
+    for name, pg_type in _FLIGHT_STATISTICS_TYPES.items()
 ]
 FLIGHT_STATISTICS_KEY = ("origin_country", "stat_date", "stat_hour")
 
