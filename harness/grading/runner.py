@@ -229,11 +229,11 @@ def run_suites(
     suites: list[Suite],
     json_path: Path,
     *,
+    cwd: Path = ROOT,
+    log: Path | None = None,
     target: str = "labs",
     labs_dir: Path | None = None,
     extra: list[str] | tuple[str, ...] = (),
-    cwd: Path = ROOT,
-    log: Path | None = None,
     time_limit: float | None = None,
     launch: Launch | None = None,
 ) -> tuple[list[GradedTest], RunInfo]:
