@@ -46,6 +46,7 @@ from bench.scale import (
 )
 from harness.runtime.config import ROOT
 from harness.runtime.services import clickhouse_client, kafka_config, pg_connect
+from harness.runtime.waits import wait_until
 
 TARGET_RATE = 50_000.0
 TARGET_P95_S = 12.0
@@ -261,17 +262,21 @@ def warm_up(pipeline: Pipeline, names: Names) -> int:
     rows = sum(len(s["states"] or []) for s in snaps)
     replay(topic=names.topic, speed=0, mode="state", snapshots=snaps)
     client = clickhouse_client()
-    deadline = time.time() + WARMUP_TIMEOUT_S
-    while time.time() < deadline:
+
+    def warmed_up() -> bool:
         status = pipeline.status()
         if all(q["batches_with_input"] for q in status.values()):
             if int(client.command(f"SELECT count() FROM {names.table}")) >= rows:
-                pipeline.mark()
-                return rows
+                return True
         if not all(q["active"] for q in status.values()):
             raise RuntimeError(f"a query of the Lab 02 job stopped during the warm-up: {status}")
-        time.sleep(2)
-    raise RuntimeError(f"the Lab 02 job did not process the warm-up within {WARMUP_TIMEOUT_S} s")
+        return False
+
+    wait_until(
+        warmed_up, "the Lab 02 job processing the warm-up", WARMUP_TIMEOUT_S, 2, RuntimeError
+    )
+    pipeline.mark()
+    return rows
 
 
 # ------------------------------------------------------------------ throughput

@@ -65,6 +65,7 @@ from harness.runtime.config import (
     TOPIC_RAW_DLQ,
 )
 from harness.runtime.schema import STATE_FIELD_NAMES
+from harness.runtime.waits import wait_quietly
 
 # The platform's ClickHouse query, verbatim ("flights per country in the last hour").
 PLATFORM_QUERY = """SELECT
@@ -444,13 +445,14 @@ def topic_counts() -> dict[str, int]:
 
 
 def wait_for_cdc(timeout: float = CDC_WAIT_S) -> None:
-    """Debezium's topics fill shortly after the jobs wrote PostgreSQL: wait, bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Debezium's topics fill shortly after the jobs wrote PostgreSQL: wait, bounded (the step
+    that reads the topics then says what is missing)."""
+
+    def both_filled() -> bool:
         counts = topic_counts()
-        if counts[CDC_TOPIC_PROCESSED] and counts[CDC_TOPIC_STATISTICS]:
-            return
-        time.sleep(2)
+        return bool(counts[CDC_TOPIC_PROCESSED] and counts[CDC_TOPIC_STATISTICS])
+
+    wait_quietly(both_filled, timeout, every=2)
 
 
 def table_counts() -> dict[str, int]:
