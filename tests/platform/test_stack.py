@@ -254,3 +254,29 @@ def test_postgres_data_dir_reachable_by_the_postgres_user(tmp_path: Path) -> Non
         if str(target).startswith("/var/tmp/opensky-labs-"):
             shutil.rmtree(target.parent, ignore_errors=True)
     assert down.returncode == 0, f"`down postgres` failed:\n{down.stdout}\n{down.stderr}"
+
+
+def test_each_service_listens_where_the_settings_say(monkeypatch) -> None:
+    """A service's address comes from infra/.env's `<PREFIX>_HOST`/`_PORT` (the environment wins),
+    the same settings `endpoints()` gives lab code."""
+    monkeypatch.setenv("KAFKA_PORT", "29092")
+    monkeypatch.setenv("POSTGRES_HOST", "127.0.0.2")
+    from harness.runtime.config import endpoints
+
+    ep = endpoints()
+    found = {s.name: (s.host, s.port) for s in manager.all_services()}
+    assert f"{found['kafka'][0]}:{found['kafka'][1]}" == ep.kafka_bootstrap
+    assert found["kafka"][1] == 29092
+    assert found["postgres"] == ("127.0.0.2", ep.pg_port)
+    assert found["clickhouse"] == (ep.clickhouse_host, ep.clickhouse_port)
+    assert f"{found['connect'][0]}:{found['connect'][1]}" in ep.connect_url
+    assert f"spark://{found['spark-master'][0]}:{found['spark-master'][1]}" == ep.spark_master_url
+    assert f"{found['minio'][0]}:{found['minio'][1]}" == ep.minio_endpoint
+
+
+def test_a_misspelled_service_declaration_is_an_error() -> None:
+    """A typo in a service's class line fails at import, not as a silent default."""
+    with pytest.raises(TypeError, match="start_timout"):
+
+        class _Typo(manager.Service, name="typo", start_timout=5):  # noqa: F841
+            pass

@@ -119,7 +119,9 @@ def apt_install(packages: list[str], what: str) -> None:
 
 
 class Service:
-    """One native server. Subclasses set `name`, `title`, `host`, `port` and implement the hooks."""
+    """One native server. A subclass declares its name, title and address settings in its class
+    line (see `__init_subclass__`), sets `host` and `port` itself when no `<env>_HOST`/`_PORT`
+    settings give them, and implements the hooks."""
 
     name: str = ""
     title: str = ""
