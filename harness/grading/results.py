@@ -192,7 +192,11 @@ def render_table(tests: list[GradedTest], info: RunInfo | None = None) -> str:
         table.add_row(label, *_cells(items))
         for part, group in parts.items():
             table.add_row(f"    part {part}", *_cells(group))
-        notes.extend(f"! {label}: {note}" for note in _lab_notes(items))
+        lab_name = f"Lab {number}" if number != "?" else lab
+        notes.extend(
+            f"! {note}" if note.startswith(lab_name) else f"! {lab_name}: {note}"
+            for note in _lab_notes(items)
+        )
     if info is not None:
         notes.extend(
             f"! collection error: {e['where']}: {e['message']}" for e in info.collection_errors
