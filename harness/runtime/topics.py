@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from harness.runtime.services import kafka_config
-from harness.runtime.waits import WaitTimeout, wait_until
+from harness.runtime.waits import WaitTimeout, retry_while, wait_until
 
 WAIT_S = 60.0
 
@@ -65,14 +65,11 @@ def watermarks(
     consumer: Consumer, topic: str, partition: int, timeout: float = WAIT_S
 ) -> tuple[int, int]:
     """(low, high) watermark of one partition, asking again while its leader is not known yet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        except KafkaException as exc:
-            if not retriable(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.3)
+    return retry_while(
+        lambda exc: isinstance(exc, KafkaException) and retriable(exc),
+        lambda: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10),
+        timeout,
+    )
 
 
 def read_topic(

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 T = TypeVar("T")
 
@@ -45,3 +52,21 @@ def wait_quietly(condition: Callable[[], object], timeout: float, every: float =
         return True
     except WaitTimeout:
         return False
+
+
+def retry_while(
+    passing: Callable[[BaseException], bool],
+    call: Callable[[], T],
+    timeout: float = 60.0,
+    every: float = 0.3,
+) -> T:
+    """Call `call` until it returns, again every `every` s while it raises an exception for which
+    `passing(exc)` is true (a broker still electing a leader); any other exception, or the last
+    passing one once `timeout` s are over, is raised as is."""
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(every),
+        retry=retry_if_exception(passing),
+        reraise=True,
+    )
+    return retrying(call)
