@@ -238,12 +238,19 @@ def register_debezium() -> None:
 
 
 def slice_of_recording(minutes: int) -> tuple[list[dict[str, Any]], int]:
-    """The first `minutes` of the recording with its times shifted to end now, and the shift."""
+    """The first `minutes` of the recording with its times shifted to end now (within the last
+    minute: at half past the minute), and the shift.
+
+    The streaming job's one-minute windows close once its watermark, two minutes behind the newest
+    event, passes their end. Ending the slice at a random second left no window closed when its
+    first snapshot fell in the last seconds of a minute (the bucket streaming-aggregations then
+    stayed empty); ending it at :30 gives the first window at least 20 s of data, closed."""
     from harness.runtime.data import load_snapshots
     from harness.runtime.replay import offset_to_now, shift_times
 
     snapshots = load_snapshots()[: max(1, minutes * SNAPSHOTS_PER_MINUTE)]
-    offset = offset_to_now(snapshots)
+    now = time.time()
+    offset = offset_to_now(snapshots, now - (now - 30) % 60)
     return [shift_times(s, offset) for s in snapshots], offset
 
 
