@@ -20,7 +20,7 @@ from psycopg import sql
 
 from harness.runtime.data import RECORDING, load_snapshots
 from harness.runtime.schema import STATE_FIELD_NAMES, state_to_row
-from harness.runtime.services import minio_client, pg_connect
+from harness.runtime.services import pg_connect
 
 # The slice of the recording the end-to-end tests use: 12:59:30-13:00:30 UTC on 2021-10-07, two
 # hour partitions, ~320 real state vectors from 20 countries with null positions and repeated

@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import re
-import subprocess
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path

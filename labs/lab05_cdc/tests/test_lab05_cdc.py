@@ -11,8 +11,7 @@ import itertools
 import json
 import time
 import uuid
-from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest

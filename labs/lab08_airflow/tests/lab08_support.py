@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import inspect
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any

@@ -9,11 +9,8 @@ headless Chromium (a screenshot is kept in reports/lab09_dashboard.png).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
