@@ -20,11 +20,11 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from harness.runtime.config import setting, stack
+from harness.runtime.waits import wait_quietly
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -92,20 +92,20 @@ def ensure_tables(tables: list[str], wait_s: float = 60.0) -> list[tuple[str, st
                 for statement in ddl(table).split(";\n"):
                     conn.execute(statement)
             done.append((table, "created"))
-        deadline = time.monotonic() + wait_s
-        while waiting:
+
+        def all_appeared() -> bool:
             for table in list(waiting):
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
                     waiting.remove(table)
                     done.append((table, "appeared"))
-            if waiting and time.monotonic() > deadline:
-                raise SetupError(
-                    f"table(s) {', '.join(waiting)} do not exist after {wait_s:g} s, and "
-                    "harness.runtime.schema has no definition to create them from: create them "
-                    "first (the program that writes them), or remove them from table.include.list"
-                )
-            if waiting:
-                time.sleep(1)
+            return not waiting
+
+        if not wait_quietly(all_appeared, wait_s, every=1.0):
+            raise SetupError(
+                f"table(s) {', '.join(waiting)} do not exist after {wait_s:g} s, and "
+                "harness.runtime.schema has no definition to create them from: create them "
+                "first (the program that writes them), or remove them from table.include.list"
+            )
     return done
 
 

@@ -194,12 +194,16 @@ def run_side_by_side(jobs: list[Job]) -> None:
     for job in jobs:
         job.start()
     running = list(jobs)
-    while running:
+
+    def all_ended() -> bool:
         for job in list(running):
             if job.proc.poll() is not None or time.monotonic() - job.t0 > job.timeout:
                 job.ended = time.monotonic()
                 running.remove(job)
-        time.sleep(0.5)
+        return not running
+
+    # Each job's own timeout ends it; the wait's bound only has to be later than all of them.
+    wait_quietly(all_ended, max(job.timeout for job in jobs) + 60, every=0.5)
     failures: list[DemoError] = []
     for job in jobs:
         try:

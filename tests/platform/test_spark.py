@@ -153,12 +153,10 @@ CLUSTER_JOB = textwrap.dedent(
 
 
     def ancestry(_):
-        pids, pid = [], os.getpid()
-        while pid > 1:
-            pids.append(pid)
-            with open(f"/proc/{pid}/stat") as fh:
-                pid = int(fh.read().rsplit(") ", 1)[1].split()[1])
-        yield pids
+        import psutil
+
+        me = psutil.Process()
+        yield [me.pid] + [parent.pid for parent in me.parents() if parent.pid > 1]
 
 
     source, target = sys.argv[1], sys.argv[2]

@@ -14,11 +14,9 @@ import json
 import os
 import subprocess
 import sys
-import time
-import uuid
 from collections import defaultdict
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from harness.grading.suite_helpers import state_at
+from harness.grading.testkit import read_topic
 from harness.runtime import validity
 from harness.runtime.config import ROOT
 from harness.runtime.data import load_snapshots, snapshot_rows
 from harness.runtime.schema import ROW_FIELD_NAMES, ROW_FIELDS, spark_row_schema
 from harness.runtime.services import clickhouse_client, kafka_config, pg_connect
+from harness.runtime.waits import wait_quietly
 
 T0 = 1709294400  # 2024-03-01 12:00:00 UTC, the start of a minute
 MINUTE = 60
@@ -111,48 +111,16 @@ def produce(topic: str, messages: list[tuple[str | None, str | bytes | None]]) -
 
 
 def drain(topic: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Every message in `topic` (all partitions, from the beginning), read with a fresh group."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        kafka_config(
-            **{
-                "group.id": f"lab02-test-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return []
-        ends = {}
-        for p in meta.partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
-            ends[p] = high
-        wanted = {p for p, high in ends.items() if high > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in wanted])
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while wanted and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            out.append(
-                {
-                    "key": msg.key().decode() if msg.key() is not None else None,
-                    "value": msg.value().decode() if msg.value() is not None else None,
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                }
-            )
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                wanted.discard(msg.partition())
-        assert not wanted, f"test: could not read all of {topic} within {timeout:g} s"
-        return out
-    finally:
-        consumer.close()
+    """Every message in `topic` (all partitions, from the beginning); none when it does not exist."""
+    return [
+        {
+            "key": msg.key().decode() if msg.key() is not None else None,
+            "value": msg.value().decode() if msg.value() is not None else None,
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+        }
+        for msg in read_topic(topic, timeout, missing_ok=True)
+    ]
 
 
 def ch_rows(cfg) -> list[dict[str, Any]]:
@@ -1269,23 +1237,26 @@ def test_partD_processing_time_trigger_stops_cleanly(mod, spark, cfg) -> None:
     produce(cfg.topic, [good(r) for r in rows[:12]])
     job = mod.start_streams(spark, replace(cfg, trigger="1 second"))
     try:
-        deadline = time.monotonic() + STREAM_TIMEOUT_S
-        while sum(r.parsed for r in job.reports) < 12 and time.monotonic() < deadline:
+
+        def first_twelve_parsed() -> bool:
             assert all(q.isActive for q in job.queries), (
                 f"Lab 02, part D: a query ended on its own: "
                 f"{[(q.name, q.exception()) for q in job.queries]}"
             )
-            time.sleep(0.2)
+            return sum(r.parsed for r in job.reports) >= 12
+
+        wait_quietly(first_twelve_parsed, STREAM_TIMEOUT_S, every=0.2)
         assert all(q.isActive for q in job.queries), (
             "Lab 02, part D: with trigger '1 second' both queries should keep running"
         )
         # More data, and the stop while the rows query is busy with it.
         produce(cfg.topic, [good(r) for r in rows[12:]])
-        while time.monotonic() < deadline:
+
+        def rows_query_busy() -> bool:
             status = job.rows.status
-            if status["isTriggerActive"] and status["isDataAvailable"]:
-                break
-            time.sleep(0.02)
+            return status["isTriggerActive"] and status["isDataAvailable"]
+
+        wait_quietly(rows_query_busy, STREAM_TIMEOUT_S, every=0.02)
     finally:
         mod.stop_streams(job, timeout=60)
     assert not any(q.isActive for q in job.queries), (

@@ -20,7 +20,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -31,7 +30,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from harness.grading import lab_module
-from harness.grading.testkit import read_topic
+from harness.grading.testkit import read_topic, wait_until
 from harness.runtime.config import endpoints
 from harness.runtime.data import load_snapshots
 from harness.runtime.services import ServiceUnavailable, kafka_admin, kafka_config
@@ -91,13 +90,13 @@ class Topics:
             [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})]
         )[name]
         future.result(timeout=WAIT_S)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
+
+        def listed() -> bool:
             meta = self.admin.list_topics(topic=name, timeout=10).topics.get(name)
-            if meta is not None and meta.error is None and len(meta.partitions) == partitions:
-                return name
-            time.sleep(0.1)
-        raise AssertionError(f"test set-up: topic {name} did not appear within {WAIT_S} s")
+            return meta is not None and meta.error is None and len(meta.partitions) == partitions
+
+        wait_until(listed, f"topic {name} in the broker's metadata", WAIT_S, every=0.1)
+        return name
 
     def delete_all(self) -> None:
         existing = set(self.admin.list_topics(timeout=10).topics)

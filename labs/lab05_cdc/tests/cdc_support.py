@@ -7,7 +7,6 @@ Imported by `conftest.py` (fixtures) and `test_lab05_cdc.py`.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -17,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from harness.grading.testkit import read_topic, wait_for_leaders, watermarks
 from harness.runtime.config import ROOT, endpoints, setting, stack
 from harness.runtime.services import ServiceUnavailable, kafka_config
+from harness.runtime.waits import WaitTimeout, wait_quietly, wait_until
 
 WAIT_S = 60.0  # the bound on every wait for Connect, Debezium and Kafka
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -136,30 +136,22 @@ def remove_pipeline(pg, admin, names: CdcNames) -> None:
     """Delete the connector, then its slot, publication, schema and topics (warn, never fail)."""
     try:
         connect("DELETE", f"/connectors/{names.connector}", timeout=30)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if connect("GET", f"/connectors/{names.connector}").status_code == 404:
-                break
-            time.sleep(0.3)
+        wait_quietly(
+            lambda: connect("GET", f"/connectors/{names.connector}").status_code == 404,
+            WAIT_S,
+            every=0.3,
+        )
     except Exception as exc:  # clean-up must never hide the test's own result
         warn_cleanup(f"delete connector {names.connector}", exc)
     try:
         # The task lets go of the slot shortly after the connector is deleted.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            row = pg.execute(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (names.slot,)
-            ).fetchone()
-            if row is None or row[0] is None:
-                break
-            time.sleep(0.3)
-        else:
+        if not wait_quietly(lambda: slot_pid(pg, names.slot) is None, 30, every=0.3):
             pg.execute(
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
                 "WHERE slot_name = %s AND active_pid IS NOT NULL",
                 (names.slot,),
             )
-            time.sleep(1)
+            wait_quietly(lambda: slot_pid(pg, names.slot) is None, 5, every=0.3)
         pg.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s",
@@ -248,19 +240,24 @@ def connector_states(name: str) -> tuple[list[str], dict[str, Any]]:
 
 def wait_running(name: str) -> dict[str, Any]:
     """The suite's own wait: connector and task RUNNING (set-up errors name the trace)."""
-    deadline = time.monotonic() + WAIT_S
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    last: dict[str, Any] = {}
+
+    def running() -> dict[str, Any] | None:
         states, status = connector_states(name)
+        last["status"] = status
         if "FAILED" in states:
             traces = [status["connector"].get("trace")] + [t.get("trace") for t in status["tasks"]]
             raise AssertionError(
                 f"Lab 05 test set-up: connector {name} FAILED: {next(t for t in traces if t)[:1500]}"
             )
-        if len(states) > 1 and all(s == "RUNNING" for s in states):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"Lab 05 test set-up: connector {name} not RUNNING: {status}")
+        return status if len(states) > 1 and all(s == "RUNNING" for s in states) else None
+
+    try:
+        return wait_until(running, f"connector {name} RUNNING", WAIT_S, every=0.3)
+    except WaitTimeout:
+        raise AssertionError(
+            f"Lab 05 test set-up: connector {name} not RUNNING: {last.get('status', {})}"
+        ) from None
 
 
 def slot_pid(pg, slot: str) -> int | None:
@@ -272,13 +269,15 @@ def slot_pid(pg, slot: str) -> int | None:
 
 def wait_slot_active(pg, slot: str, not_pid: int | None = None) -> int | None:
     """Wait until `slot` is held by a walsender (other than `not_pid`); its pid, or None."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+
+    def holder() -> int | None:
         pid = slot_pid(pg, slot)
-        if pid is not None and pid != not_pid:
-            return pid
-        time.sleep(0.3)
-    return None
+        return pid if pid is not None and pid != not_pid else None
+
+    try:
+        return wait_until(holder, f"a walsender holding slot {slot}", WAIT_S, every=0.3)
+    except WaitTimeout:
+        return None
 
 
 @dataclass
@@ -415,35 +414,37 @@ def fold(table: str, messages: list[Message]) -> list[tuple]:
 
 def settle(pg, names: CdcNames) -> dict[str, list[Message]]:
     """Wait until the change events in Kafka add up to the source tables; all messages per table."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
+    behind: list[str] = []
+
+    def caught_up() -> dict[str, list[Message]] | None:
         messages = {table: read_all(names.topic(table)) for table in TABLES}
-        behind = [
+        behind[:] = [
             table
             for table in TABLES
             if fold(table, messages[table]) != source_rows(pg, names.schema, table)
         ]
-        if not behind:
-            return messages
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"Lab 05 test harness: the change events of {behind} did not catch up with "
-                f"PostgreSQL within {WAIT_S:.0f} s (is the connector running?)"
-            )
-        time.sleep(0.5)
+        return None if behind else messages
+
+    try:
+        return wait_until(caught_up, "change events matching PostgreSQL", WAIT_S)
+    except WaitTimeout:
+        raise AssertionError(
+            f"Lab 05 test harness: the change events of {behind} did not catch up with "
+            f"PostgreSQL within {WAIT_S:.0f} s (is the connector running?)"
+        ) from None
 
 
 def wait_for_messages(
     topic: str, accept: Callable[[Message], bool], n: int, timeout: float = WAIT_S
 ) -> list[Message]:
     """Read `topic` from the start until `n` messages satisfy `accept` (bounded); those messages."""
-    deadline = time.monotonic() + timeout
     found: list[Message] = []
-    while time.monotonic() < deadline:
-        found = [m for m in read_all(topic) if accept(m)]
-        if len(found) >= n:
-            return found
-        time.sleep(0.5)
+
+    def enough() -> bool:
+        found[:] = [m for m in read_all(topic) if accept(m)]
+        return len(found) >= n
+
+    wait_quietly(enough, timeout, every=0.5)
     return found
 
 
