@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from harness.runtime.config import TOPIC_PROCESSED, TOPIC_RAW, TOPIC_RAW_DLQ
 from harness.runtime.services import kafka_admin, kafka_config
+from harness.runtime.waits import wait_until
 
 # ------------------------------------------------------------------ the lab's topics (part A)
 # raw_flights, processed_flights and raw_flights.dlq keep the platform's names (harness.runtime.config).
@@ -91,14 +92,12 @@ class TopicError(ValueError):
 
 def wait_for_topic(admin: AdminClient, name: str, timeout: float = WAIT_S) -> None:
     """Wait until the broker's metadata lists `name` with all its partitions (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def listed() -> bool:
         meta = admin.list_topics(topic=name, timeout=timeout).topics.get(name)
-        if meta is not None and meta.error is None and meta.partitions:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {name!r} did not appear in the metadata within {timeout} s")
-        time.sleep(0.1)
+        return meta is not None and meta.error is None and bool(meta.partitions)
+
+    wait_until(listed, f"topic {name!r} in the broker's metadata", timeout, every=0.1)
 
 
 def topic_configs(name: str, admin: AdminClient | None = None) -> dict[str, str]:

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from harness.runtime.config import CLICKHOUSE_DB, ROOT, endpoints, setting, stack
 from harness.runtime.services import ServiceUnavailable, kafka_config
+from harness.runtime.waits import wait_quietly
 
 # The platform's names, kept exactly: topics opensky.public.processed_flights and
 # opensky.public.flight_statistics are <topic.prefix>.<schema>.<table>.
@@ -178,15 +179,16 @@ def trace_summary(trace: str | None) -> str:
 def wait_for_status_change(name: str, grace: float = 10.0) -> None:
     """After a config update or a restart, wait (at most `grace` s) until the connector's status
     leaves RUNNING: for a moment Connect still reports the state from before."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+
+    def left_running() -> bool:
         response = connect_request("GET", f"/connectors/{quote(name, safe='')}/status")
-        if response.status_code == 200:
-            body = response.json()
-            states = [body["connector"]["state"]] + [t["state"] for t in body.get("tasks", [])]
-            if any(state != "RUNNING" for state in states):
-                return
-        time.sleep(0.1)
+        if response.status_code != 200:
+            return False
+        body = response.json()
+        states = [body["connector"]["state"]] + [t["state"] for t in body.get("tasks", [])]
+        return any(state != "RUNNING" for state in states)
+
+    wait_quietly(left_running, grace, every=0.1)
 
 
 def connect_side_settings() -> dict[str, str]:
